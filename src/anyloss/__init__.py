@@ -1,0 +1,54 @@
+"""anyloss: MLX's loss functions, exact, on the arrays of any library.
+
+Pass NumPy, PyTorch, JAX, MLX, CuPy, Dask or array-api-strict arrays; the result
+is an array of the same library, on the same device, and gradients flow through
+the library's own autodiff.
+
+>>> import numpy as np
+>>> import anyloss
+>>> anyloss.mse_loss(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
+array(2.)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import losses
+from ._backend import AxisError
+from ._checks import Reduction
+from ._classification import binary_cross_entropy, cross_entropy, hinge_loss, nll_loss
+from ._distributions import kl_div_loss
+from ._embedding import cosine_similarity_loss, margin_ranking_loss, triplet_loss
+from ._regression import (
+    gaussian_nll_loss,
+    huber_loss,
+    l1_loss,
+    log_cosh_loss,
+    mse_loss,
+    smooth_l1_loss,
+)
+
+try:
+    __version__ = version("anyloss")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "AxisError",
+    "Reduction",
+    "__version__",
+    "binary_cross_entropy",
+    "cosine_similarity_loss",
+    "cross_entropy",
+    "gaussian_nll_loss",
+    "hinge_loss",
+    "huber_loss",
+    "kl_div_loss",
+    "l1_loss",
+    "log_cosh_loss",
+    "losses",
+    "margin_ranking_loss",
+    "mse_loss",
+    "nll_loss",
+    "smooth_l1_loss",
+    "triplet_loss",
+]
