@@ -101,9 +101,7 @@ class _MLXNamespace:
         mx = self._mx
         if isinstance(x, mx.array):
             return x if dtype is None or x.dtype == dtype else x.astype(dtype)
-        if isinstance(x, np.ndarray | np.generic) and x.dtype == np.float64 and (
-            dtype is None
-        ):
+        if isinstance(x, np.ndarray | np.generic) and x.dtype == np.float64 and (dtype is None):
             dtype = mx.float32  # MLX arrays default to float32
         return mx.array(x, dtype=dtype) if dtype is not None else mx.array(x)
 
@@ -320,6 +318,7 @@ def resolve(func: str, primary: tuple[str, Any], *others: tuple[str, Any]) -> Ba
                 f"got {type(value).__name__}"
             )
 
+    xp: Any
     if lib == "numpy":
         xp = _NAMESPACES.get("numpy")
         if xp is None:
@@ -346,9 +345,6 @@ def resolve(func: str, primary: tuple[str, Any], *others: tuple[str, Any]) -> Ba
             dtype = xp.result_type(dtype, other_dtype)
     elif lib == "numpy":
         dtype = np.float64
-        pdtype = getattr(pvalue, "dtype", None)
-        if pdtype is not None and np.issubdtype(pdtype, np.floating):
-            dtype = pdtype
     else:
         dtype = _default_float(lib, xp)
     if lib == "numpy":
@@ -381,8 +377,7 @@ def convert(be: Backend, name: str, x: Any, dtype: Any = None) -> Any:
         raise TypeError(f"{name} must be an array or numbers, got {x!r:.60}") from exc
     if arr.dtype.kind not in "biuf":
         raise TypeError(
-            f"{name} must hold numbers, got an array of dtype {arr.dtype} "
-            f"({type(x).__name__})"
+            f"{name} must hold numbers, got an array of dtype {arr.dtype} ({type(x).__name__})"
         )
     if be.name == "numpy":
         return arr if dtype is None else arr.astype(dtype, copy=False)
@@ -390,7 +385,7 @@ def convert(be: Backend, name: str, x: Any, dtype: Any = None) -> Any:
         return be.xp.asarray(arr, dtype=dtype)
     if be.name == "jax" and dtype is None and arr.dtype.itemsize == 8:
         # follow JAX's own x64 setting instead of warning about truncation
-        dtype = be.xp.result_type(arr.dtype.kind == "f" and float or int)
+        dtype = be.xp.result_type(float if arr.dtype.kind == "f" else int)
     if be.name == "array_api_strict" and dtype is None:
         return be.xp.asarray(arr, device=be.device)
     return be.xp.asarray(arr, dtype=dtype, device=be.device)

@@ -58,9 +58,16 @@ def check_reduction(func: str, reduction: object) -> None:
         )
 
 
-def number(func: str, name: str, value: object, *, low: float | None = None,
-           low_open: bool = False, high: float | None = None,
-           high_open: bool = False) -> float:
+def number(
+    func: str,
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    low_open: bool = False,
+    high: float | None = None,
+    high_open: bool = False,
+) -> float:
     """A real Python/NumPy number within ``[low, high]`` (ends open if asked)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         # 0-d arrays of any library are accepted through float()
@@ -73,10 +80,8 @@ def number(func: str, name: str, value: object, *, low: float | None = None,
                     f"lazy array; pass a Python float"
                 ) from None
         else:
-            raise TypeError(
-                f"{func}(): {name} must be a real number, got {type(value).__name__}"
-            )
-    value = float(value)  # type: ignore[arg-type]
+            raise TypeError(f"{func}(): {name} must be a real number, got {type(value).__name__}")
+    value = float(value)
     bad = value != value  # NaN
     if low is not None:
         bad |= value <= low if low_open else value < low
@@ -85,8 +90,10 @@ def number(func: str, name: str, value: object, *, low: float | None = None,
     if bad:
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
-        interval = f"{'(' if low_open or low is None else '['}{lo}, " \
-                   f"{hi}{')' if high_open or high is None else ']'}"
+        interval = (
+            f"{'(' if low_open or low is None else '['}{lo}, "
+            f"{hi}{')' if high_open or high is None else ']'}"
+        )
         raise ValueError(f"{func}(): {name} must be in {interval}, got {value!r}")
     return value
 
@@ -110,7 +117,7 @@ def normalize_axis(func: str, axis: object, ndim: int, name: str = "input") -> i
 def same_shape(func: str, *named: tuple[str, Any]) -> None:
     shapes = [shape_of(x) for _, x in named]
     if any(s != shapes[0] for s in shapes[1:]):
-        desc = ", ".join(f"{n}.shape={s}" for (n, _), s in zip(named, shapes))
+        desc = ", ".join(f"{n}.shape={s}" for (n, _), s in zip(named, shapes, strict=True))
         raise ValueError(f"{func}(): the shapes must be equal, got {desc}")
 
 
@@ -119,7 +126,7 @@ def broadcast_shape(func: str, *named: tuple[str, Any]) -> tuple[int, ...]:
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:
-        desc = ", ".join(f"{n}.shape={s}" for (n, _), s in zip(named, shapes))
+        desc = ", ".join(f"{n}.shape={s}" for (n, _), s in zip(named, shapes, strict=True))
         raise ValueError(f"{func}(): shapes cannot be broadcast together: {desc}") from None
 
 
@@ -129,8 +136,9 @@ def float_arg(be: Backend, func: str, name: str, x: Any, dtype: Any = None) -> A
     return be.cast(arr, be.work if dtype is None else dtype)
 
 
-def class_indices(be: Backend, func: str, name: str, x: Any, num_classes: int,
-                  context: str) -> Any:
+def class_indices(
+    be: Backend, func: str, name: str, x: Any, num_classes: int, context: str
+) -> Any:
     """Integer class indices in ``[0, num_classes)``.
 
     Non-integer dtypes are a TypeError. Values are checked where they are

@@ -134,8 +134,7 @@ def cross_entropy(
     """
     func = "cross_entropy"
     check_reduction(func, reduction)
-    smoothing = number(func, "label_smoothing", label_smoothing, low=0.0,
-                       high=1.0, high_open=True)
+    smoothing = number(func, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True)
     be = resolve(func, ("logits", logits), ("targets", targets), ("weights", weights))
     xp = be.xp
     x = float_arg(be, func, "logits", logits)
@@ -146,7 +145,7 @@ def cross_entropy(
 
     t = targets if hasattr(targets, "ndim") else float_arg(be, func, "targets", targets)
     as_probs = t.ndim == x.ndim
-    expected = shape_of(x) if as_probs else shape_of(x)[:ax] + shape_of(x)[ax + 1:]
+    expected = shape_of(x) if as_probs else shape_of(x)[:ax] + shape_of(x)[ax + 1 :]
     if shape_of(t) != expected:
         raise ValueError(
             f"{func}(): targets.shape={shape_of(t)} does not match logits.shape="
@@ -161,8 +160,9 @@ def cross_entropy(
         p = float_arg(be, func, "targets", t)
         neg_score = -xp.sum(xp.where(p == zero, zero, p * z), axis=ax)
     else:
-        idx = class_indices(be, func, "targets", t, num_classes,
-                            f"axis {ax} of logits with shape {shape_of(x)}")
+        idx = class_indices(
+            be, func, "targets", t, num_classes, f"axis {ax} of logits with shape {shape_of(x)}"
+        )
         neg_score = -_take_along(be, z, idx, ax)
     if smoothing > 0:
         neg_mean = -xp.mean(z, axis=ax)
@@ -283,9 +283,10 @@ def nll_loss(
         raise ValueError(f"{func}(): inputs must have at least 1 dimension, got a scalar")
     ax = normalize_axis(func, axis, x.ndim, "inputs")
     num_classes = shape_of(x)[ax]
-    idx = class_indices(be, func, "targets", targets, num_classes,
-                        f"axis {ax} of inputs with shape {shape_of(x)}")
-    rest = shape_of(x)[:ax] + shape_of(x)[ax + 1:]
+    idx = class_indices(
+        be, func, "targets", targets, num_classes, f"axis {ax} of inputs with shape {shape_of(x)}"
+    )
+    rest = shape_of(x)[:ax] + shape_of(x)[ax + 1 :]
     try:
         import numpy as np
 

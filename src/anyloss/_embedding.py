@@ -116,8 +116,13 @@ def _distance(be: Backend, a: Any, b: Any, axis: int, p: float, eps: float) -> A
     d = xp.abs(a - b)
     c = xp.maximum(_scale(be, d, axis), be.scalar(eps ** (1.0 / p), d.dtype))
     inner = xp.sum(_pow(be, d / c, p), axis=axis) + eps / _pow(be, xp.squeeze(c, axis=axis), p)
-    root = xp.sqrt(inner) if p == 2.0 else inner if p == 1.0 else xp.pow(
-        inner, be.scalar(1.0 / p, d.dtype))
+    root = (
+        xp.sqrt(inner)
+        if p == 2.0
+        else inner
+        if p == 1.0
+        else xp.pow(inner, be.scalar(1.0 / p, d.dtype))
+    )
     return xp.squeeze(c, axis=axis) * root
 
 
@@ -170,14 +175,12 @@ def triplet_loss(
     pdeg = number(func, "p", p, low=0.0, low_open=True)
     margin = number(func, "margin", margin)
     eps = number(func, "eps", eps, low=0.0)
-    be = resolve(func, ("anchors", anchors), ("positives", positives),
-                 ("negatives", negatives))
+    be = resolve(func, ("anchors", anchors), ("positives", positives), ("negatives", negatives))
     xp = be.xp
     a = float_arg(be, func, "anchors", anchors, be.wide)
     pos = float_arg(be, func, "positives", positives, be.wide)
     neg = float_arg(be, func, "negatives", negatives, be.wide)
-    shape = broadcast_shape(func, ("anchors", a), ("positives", pos),
-                            ("negatives", neg))
+    shape = broadcast_shape(func, ("anchors", a), ("positives", pos), ("negatives", neg))
     ax = normalize_axis(func, axis, len(shape), "the broadcast inputs")
     if a.ndim != len(shape):
         a = xp.broadcast_to(a, shape)

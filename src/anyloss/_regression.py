@@ -35,8 +35,9 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOGCOSH_SWITCH = 20.0
 
 
-def _pair(func: str, predictions: Any, targets: Any, names: tuple[str, str],
-          wide: bool = False) -> tuple[Any, Any, Any]:
+def _pair(
+    func: str, predictions: Any, targets: Any, names: tuple[str, str], wide: bool = False
+) -> tuple[Any, Any, Any]:
     be = resolve(func, (names[0], predictions), (names[1], targets))
     dtype = be.wide if wide else be.work
     p = float_arg(be, func, names[0], predictions, dtype)
