@@ -212,6 +212,11 @@ class Backend:
 
     # -- values --------------------------------------------------------------
 
+    @property
+    def differentiable(self) -> bool:
+        """Whether the library has autodiff (a gradient may be taken)."""
+        return self.name in ("torch", "jax", "mlx")
+
     def stop_gradient(self, x: Any) -> Any:
         if self.name == "torch":
             return x.detach()

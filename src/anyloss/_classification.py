@@ -72,12 +72,16 @@ def _shifted_logsumexp(be: Backend, z: Any, axis: int) -> Any:
     """
     xp = be.xp
     e = xp.exp(z)
-    at_max = z == be.scalar(0.0, z.dtype)
-    # e - 1 is exactly 0 at a maximum but keeps d/dz e = 1 there, so the
-    # gradient is softmax everywhere, ties included.
-    rest = xp.sum(xp.where(at_max, e - be.scalar(1.0, z.dtype), e), axis=axis)
-    ties = xp.sum(be.cast(at_max, z.dtype), axis=axis) - be.scalar(1.0, z.dtype)
-    return xp.log1p(rest + ties)
+    below = z < be.scalar(0.0, z.dtype)
+    rest = xp.sum(xp.where(below, e, be.scalar(0.0, z.dtype)), axis=axis)
+    ties = (z.shape[axis] - 1) - xp.sum(be.cast(below, z.dtype), axis=axis)
+    exact = xp.log1p(rest + ties)
+    if not be.differentiable:
+        return exact
+    # The value is `exact`; the gradient is that of log(sum(exp(z))), i.e.
+    # softmax (ties included), which autodiff gets cheaply and exactly.
+    plain = xp.log(xp.sum(e, axis=axis))
+    return plain + be.stop_gradient(exact - plain)
 
 
 @public
