@@ -1,10 +1,11 @@
 """``reduction='none' | 'mean' | 'sum'``, accumulated accurately on every backend.
 
 Where the library has float64 (NumPy, PyTorch off MPS, CuPy, Dask,
-array-api-strict, JAX with x64) the sum is accumulated in float64. Where it
-does not (MLX, JAX without x64) a pairwise sum with an error-free transformation
-(TwoSum) at every level keeps the result within a few ulp at any length, where a
-running float32 sum (MLX's CPU ``mean``) drifts by ``n * eps``.
+array-api-strict, JAX with x64) the sum is accumulated in float64. XLA reduces
+float32 as a tree, already within about an ulp, so JAX without x64 uses its own
+sum. MLX's CPU sum runs one element after another in float32 and drifts by
+``n * eps``; there a pairwise sum with an error-free transformation (TwoSum) at
+every level keeps the result within a few ulp at any length.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ def reduce(be: Backend, loss: Any, reduction: str) -> Any:
         return be.finish(loss)
     xp = be.xp
     n = math.prod(loss.shape)
-    if be.wide == loss.dtype:
-        total = xp.sum(loss)
-    elif be.wide == getattr(xp, "float64", None):
+    if be.wide != loss.dtype and be.wide == getattr(xp, "float64", None):
         total = xp.sum(loss, dtype=be.wide)
+    elif be.name != "mlx" or loss.dtype == getattr(xp, "float64", None):
+        total = xp.sum(loss)
     else:
         flat = xp.reshape(loss, (n,))
         total = _pairwise_two_sum(xp, flat, n, loss.dtype)
