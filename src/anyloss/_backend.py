@@ -30,6 +30,8 @@ class AxisError(ValueError, IndexError):
     :class:`IndexError` (what MLX raises), so either ``except`` clause catches it.
     """
 
+    __module__ = "anyloss"
+
 
 # --------------------------------------------------------------------------
 # Library detection
@@ -270,11 +272,6 @@ def _default_float(library: str, xp: Any) -> Any:
     return xp.float64
 
 
-def _describe(x: object) -> str:
-    lib = library_of(x)
-    return f"a {lib} array" if lib else f"{type(x).__name__} {x!r:.60}"
-
-
 def resolve(func: str, primary: tuple[str, Any], *others: tuple[str, Any]) -> Backend:
     """Find the library of a call from its arguments.
 
@@ -296,14 +293,15 @@ def resolve(func: str, primary: tuple[str, Any], *others: tuple[str, Any]) -> Ba
         )
     anchor = pvalue
     if lib is None or lib == "numpy":
-        for _, value in others:
+        for name, value in others:
             other = library_of(value)
             if other is not None and other != "numpy":
                 if lib == "numpy":
                     raise TypeError(
-                        f"{func}(): {pname} is a numpy array but an other argument "
-                        f"is {_describe(value)}; pass arrays of one library "
-                        f"(the library is picked from {pname})"
+                        f"{func}(): {pname} is a numpy array but {name} is a {other} "
+                        f"array; pass arrays of one library (the library of a call is "
+                        f"picked from {pname}; NumPy arrays and Python numbers are "
+                        f"moved into it, not the other way round)"
                     )
                 lib, anchor = other, value
                 break

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import Backend, resolve
+from ._backend import Backend, convert, resolve
 from ._checks import (
     Reduction,
     broadcast_shape,
@@ -147,7 +147,7 @@ def cross_entropy(
     ax = normalize_axis(func, axis, x.ndim, "logits")
     num_classes = shape_of(x)[ax]
 
-    t = targets if hasattr(targets, "ndim") else float_arg(be, func, "targets", targets)
+    t = convert(be, f"{func}(): targets", targets)
     as_probs = t.ndim == x.ndim
     expected = shape_of(x) if as_probs else shape_of(x)[:ax] + shape_of(x)[ax + 1 :]
     if shape_of(t) != expected:
