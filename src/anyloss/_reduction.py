@@ -18,27 +18,26 @@ from ._backend import Backend
 __all__ = ["reduce"]
 
 
-def _pairwise_two_sum(xp: Any, flat: Any, n: int, dtype: Any) -> Any:
-    """Sum of a 1-D float32 array: pairwise, compensated with TwoSum."""
-    errors = []
-    x = flat
+def _compensated_sum(xp: Any, flat: Any, n: int) -> Any:
+    """Sum of a 1-D float32 array to within about an ulp: pairwise over
+    contiguous halves, with the rounding error of every addition (TwoSum)
+    carried along elementwise and added back at the end."""
+    x, err = flat, None
     while n > 1:
         if n % 2:
-            x = xp.concat([x, xp.zeros((1,), dtype=dtype)])
+            pad = xp.zeros((1,), dtype=x.dtype)
+            x = xp.concat([x, pad])
+            err = None if err is None else xp.concat([err, pad])
             n += 1
-        pairs = xp.reshape(x, (n // 2, 2))
-        a, b = pairs[:, 0], pairs[:, 1]
+        half = n // 2
+        a, b = x[:half], x[half:]
         s = a + b
         bv = s - a
-        errors.append(xp.sum((a - (s - bv)) + (b - bv)))
-        x, n = s, n // 2
-    total = x[0] if n == 1 else xp.zeros((), dtype=dtype)
-    if errors:
-        correction = errors[0]
-        for e in errors[1:]:
-            correction = correction + e
-        total = total + correction
-    return total
+        e = (a - (s - bv)) + (b - bv)
+        err = e if err is None else err[:half] + err[half:] + e
+        x, n = s, half
+    total = xp.reshape(x, ())
+    return total if err is None else total + xp.reshape(err, ())
 
 
 def reduce(be: Backend, loss: Any, reduction: str) -> Any:
@@ -52,8 +51,11 @@ def reduce(be: Backend, loss: Any, reduction: str) -> Any:
     elif be.name != "mlx" or loss.dtype == getattr(xp, "float64", None):
         total = xp.sum(loss)
     else:
-        flat = xp.reshape(loss, (n,))
-        total = _pairwise_two_sum(xp, flat, n, loss.dtype)
+        # The value is the compensated sum; the gradient (all ones) is taken
+        # through the plain sum, which autodiff handles cheaply.
+        plain = xp.sum(loss)
+        exact = _compensated_sum(xp, xp.reshape(be.stop_gradient(loss), (n,)), n)
+        total = plain + be.stop_gradient(exact - plain)
     if reduction == "mean":
         total = total / n
     return be.finish(total)
