@@ -35,7 +35,9 @@ def selected() -> list[str]:
     names = [n.strip() for n in wanted.split(",") if n.strip()] or list(ALL)
     unknown = set(names) - set(ALL)
     if unknown:
-        raise ValueError(f"ANYLOSS_BACKENDS names unknown backends {sorted(unknown)}; known: {ALL}")
+        raise ValueError(
+            f"ANYLOSS_BACKENDS names unknown backends {sorted(unknown)}; known: {ALL}"
+        )
     return names
 
 
@@ -145,9 +147,14 @@ class Backend:
             assert isinstance(x, expected), f"expected a NumPy array, got {type(x)}"
             return
         top = type(x).__module__.partition(".")[0]
-        want = {"jax": ("jax", "jaxlib"), "mlx": ("mlx",), "dask": ("dask",),
-                "torch": ("torch",), "cupy": ("cupy",),
-                "array_api_strict": ("array_api_strict",)}[self.name]
+        want = {
+            "jax": ("jax", "jaxlib"),
+            "mlx": ("mlx",),
+            "dask": ("dask",),
+            "torch": ("torch",),
+            "cupy": ("cupy",),
+            "array_api_strict": ("array_api_strict",),
+        }[self.name]
         assert top in want, f"expected a {self.name} array, got {type(x)}"
 
     def dtype_name(self, x: Any) -> str:

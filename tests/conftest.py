@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-
 from backends import Backend, make, selected
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -99,7 +99,17 @@ def number(
 
 
 def shape_of(x: Any) -> tuple[int, ...]:
+    """``x.shape`` as a tuple; a dimension Dask does not know yet is NaN."""
     return tuple(int(d) if d == d else d for d in x.shape)
+
+
+def _dims_match(a: float, b: float) -> bool:
+    return a == b or a != a or b != b  # an unknown (NaN) dimension matches any
+
+
+def shapes_match(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Equal shapes, where an unknown (NaN) Dask dimension matches any size."""
+    return len(a) == len(b) and all(_dims_match(x, y) for x, y in zip(a, b, strict=True))
 
 
 def normalize_axis(func: str, axis: object, ndim: int, name: str = "input") -> int:
@@ -116,18 +126,24 @@ def normalize_axis(func: str, axis: object, ndim: int, name: str = "input") -> i
 
 def same_shape(func: str, *named: tuple[str, Any]) -> None:
     shapes = [shape_of(x) for _, x in named]
-    if any(s != shapes[0] for s in shapes[1:]):
+    if not all(shapes_match(s, shapes[0]) for s in shapes[1:]):
         desc = ", ".join(f"{n}.shape={s}" for (n, _), s in zip(named, shapes, strict=True))
         raise ValueError(f"{func}(): the shapes must be equal, got {desc}")
 
 
 def broadcast_shape(func: str, *named: tuple[str, Any]) -> tuple[int, ...]:
+    """The broadcast shape of the arrays (NaN where Dask does not know a size yet)."""
     shapes = [shape_of(x) for _, x in named]
-    try:
-        return tuple(np.broadcast_shapes(*shapes))
-    except ValueError:
-        desc = ", ".join(f"{n}.shape={s}" for (n, _), s in zip(named, shapes, strict=True))
-        raise ValueError(f"{func}(): shapes cannot be broadcast together: {desc}") from None
+    ndim = max(len(s) for s in shapes)
+    out: list[Any] = []
+    for i in range(ndim):
+        dims = [s[len(s) - ndim + i] for s in shapes if len(s) - ndim + i >= 0]
+        known = {d for d in dims if d == d and d != 1}
+        if len(known) > 1:
+            desc = ", ".join(f"{n}.shape={s}" for (n, _), s in zip(named, shapes, strict=True))
+            raise ValueError(f"{func}(): shapes cannot be broadcast together: {desc}")
+        out.append(known.pop() if known else next((d for d in dims if d != d), 1))
+    return tuple(out)
 
 
 def float_arg(be: Backend, func: str, name: str, x: Any, dtype: Any = None) -> Any:

@@ -16,10 +16,18 @@ from ._checks import (
     public,
     same_shape,
     shape_of,
+    shapes_match,
 )
 from ._reduction import reduce
 
 __all__ = ["binary_cross_entropy", "cross_entropy", "hinge_loss", "nll_loss"]
+
+
+class _Shape:
+    """Stands in for an array of a given shape in the shape checks."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
 
 
 def _take_along(be: Backend, x: Any, index: Any, axis: int) -> Any:
@@ -28,7 +36,10 @@ def _take_along(be: Backend, x: Any, index: Any, axis: int) -> Any:
     Libraries without ``take_along_axis`` (Dask) select with a one-hot mask.
     """
     xp = be.xp
-    idx = xp.expand_dims(index, axis=axis)
+    if be.name == "dask":  # indexing keeps chunk sizes Dask does not know yet
+        idx = index[(slice(None),) * axis + (None,)]
+    else:
+        idx = xp.expand_dims(index, axis=axis)
     if be.name == "dask" or not hasattr(xp, "take_along_axis"):
         shape = [1] * x.ndim
         shape[axis] = x.shape[axis]
@@ -54,7 +65,7 @@ def _weighted(be: Backend, func: str, loss: Any, weights: Any) -> Any:
     if weights is None:
         return loss
     w = float_arg(be, func, "weights", weights, loss.dtype)
-    if shape_of(w) != shape_of(loss):
+    if not shapes_match(shape_of(w), shape_of(loss)):
         raise ValueError(
             f"{func}(): weights.shape={shape_of(w)} must equal the shape of the "
             f"per-example loss {shape_of(loss)}"
@@ -150,19 +161,28 @@ def cross_entropy(
     t = convert(be, f"{func}(): targets", targets)
     as_probs = t.ndim == x.ndim
     expected = shape_of(x) if as_probs else shape_of(x)[:ax] + shape_of(x)[ax + 1 :]
-    if shape_of(t) != expected:
+    if not shapes_match(shape_of(t), expected):
         raise ValueError(
             f"{func}(): targets.shape={shape_of(t)} does not match logits.shape="
             f"{shape_of(x)}; expected {expected} for class "
             f"{'probabilities' if as_probs else 'indices'} along axis {axis}"
         )
 
+    # x - max rounds in float32 by up to half an ulp of |x - max|, which exp
+    # turns into a relative error of the tiny terms a confident prediction's
+    # loss is made of; on the CPU libraries without autodiff (where float64
+    # costs little) the shift is done in float64.
+    if be.name in ("numpy", "dask", "array_api_strict"):
+        x = be.cast(x, be.wide)
     z = x - be.stop_gradient(xp.max(x, axis=ax, keepdims=True))
     lse = _shifted_logsumexp(be, z, ax)
-    zero = be.scalar(0.0)
+    zero = be.scalar(0.0, z.dtype)
     if as_probs:
-        p = float_arg(be, func, "targets", t)
-        neg_score = -xp.sum(xp.where(p == zero, zero, p * z), axis=ax)
+        p = float_arg(be, func, "targets", t, z.dtype)
+        absent = p == zero
+        # 0 * log 0 = 0: mask z too, so no 0 * inf is ever formed (it would be
+        # NaN in the gradient, and a warning on Dask)
+        neg_score = -xp.sum(xp.where(absent, zero, p * xp.where(absent, zero, z)), axis=ax)
     else:
         idx = class_indices(
             be, func, "targets", t, num_classes, f"axis {ax} of logits with shape {shape_of(x)}"
@@ -240,8 +260,15 @@ def binary_cross_entropy(
         loss = t * xp.logaddexp(zero, -x) + (one - t) * xp.logaddexp(zero, x)
     else:
         floor = be.scalar(-100.0)
-        log_p = xp.maximum(xp.log(x), floor)
-        log_not_p = xp.maximum(xp.log1p(-x), floor)
+        zero = be.scalar(0.0)
+        # p = 0 and p = 1 take the -100 floor directly, so log(0) (-inf, a NaN
+        # gradient, a warning on Dask) is never formed; p outside [0, 1] still
+        # gives NaN, as the logarithm does.
+        at_zero, at_one = x == zero, x == one
+        log_p = xp.where(at_zero, floor, xp.maximum(xp.log(xp.where(at_zero, one, x)), floor))
+        log_not_p = xp.where(
+            at_one, floor, xp.maximum(xp.log1p(-xp.where(at_one, zero, x)), floor)
+        )
         loss = -(t * log_p + (one - t) * log_not_p)
     return reduce(be, _weighted(be, func, loss, weights), reduction)
 
@@ -292,9 +319,7 @@ def nll_loss(
     )
     rest = shape_of(x)[:ax] + shape_of(x)[ax + 1 :]
     try:
-        import numpy as np
-
-        np.broadcast_shapes(rest, shape_of(idx))
+        broadcast_shape(func, ("inputs", _Shape(rest)), ("targets", idx))
     except ValueError:
         raise ValueError(
             f"{func}(): targets.shape={shape_of(idx)} cannot be broadcast to "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ._backend import Backend, resolve
 from ._checks import (
     Reduction,
@@ -15,7 +17,7 @@ from ._checks import (
     public,
     same_shape,
 )
-from ._reduction import reduce
+from ._reduction import reduce, two_sum
 
 __all__ = ["cosine_similarity_loss", "margin_ranking_loss", "triplet_loss"]
 
@@ -126,6 +128,33 @@ def _distance(be: Backend, a: Any, b: Any, axis: int, p: float, eps: float) -> A
     return xp.squeeze(c, axis=axis) * root
 
 
+def _euclidean_gap(be: Backend, a: Any, pos: Any, neg: Any, axis: int, eps: float) -> Any:
+    """``d(a, pos) - d(a, neg)`` for ``p = 2`` without cancellation.
+
+    ``d_p - d_n = (S_p - S_n) / (d_p + d_n)`` with
+    ``S_p - S_n = sum (dp - dn)(dp + dn)`` (eps cancels). Scaled by a power of
+    two ``c`` nothing overflows, and for float32 inputs computed in float64
+    every product is exact, so only the final sum rounds.
+    """
+    xp = be.xp
+    dp, dn = a - pos, a - neg
+    peak = xp.maximum(
+        xp.max(xp.abs(dp), axis=axis, keepdims=True), xp.max(xp.abs(dn), axis=axis, keepdims=True)
+    )
+    peak = xp.maximum(peak, be.scalar(eps**0.5, dp.dtype))
+    usable = (peak > be.scalar(0.0, dp.dtype)) & (peak < be.scalar(float("inf"), dp.dtype))
+    peak = xp.where(usable, peak, be.scalar(1.0, dp.dtype))
+    two = be.scalar(2.0, dp.dtype)
+    c = be.stop_gradient(xp.pow(two, xp.ceil(xp.log2(peak))))
+    sp, sn = dp / c, dn / c
+    c = xp.squeeze(c, axis=axis)
+    q = eps / (c * c)
+    rp = xp.sqrt(xp.sum(sp * sp, axis=axis) + q)
+    rn = xp.sqrt(xp.sum(sn * sn, axis=axis) + q)
+    num = xp.sum((sp - sn) * (sp + sn), axis=axis)
+    return c * (num / (rp + rn))
+
+
 @public
 def triplet_loss(
     anchors: Any,
@@ -184,7 +213,10 @@ def triplet_loss(
     ax = normalize_axis(func, axis, len(shape), "the broadcast inputs")
     if a.ndim != len(shape):
         a = xp.broadcast_to(a, shape)
-    gap = _distance(be, a, pos, ax, pdeg, eps) - _distance(be, a, neg, ax, pdeg, eps)
+    if pdeg == 2.0:
+        gap = _euclidean_gap(be, a, pos, neg, ax, eps)
+    else:
+        gap = _distance(be, a, pos, ax, pdeg, eps) - _distance(be, a, neg, ax, pdeg, eps)
     loss = xp.maximum(gap + margin, be.scalar(0.0, be.wide))
     return reduce(be, loss, reduction)
 
@@ -234,5 +266,16 @@ def margin_ranking_loss(
     x2 = float_arg(be, func, "inputs2", inputs2, be.wide)
     y = float_arg(be, func, "targets", targets, be.wide)
     same_shape(func, ("inputs1", x1), ("inputs2", x2), ("targets", y))
-    loss = be.xp.maximum(margin - y * (x1 - x2), be.scalar(0.0, be.wide))
-    return reduce(be, loss, reduction)
+    xp = be.xp
+    if be.wide == getattr(xp, "float64", None):
+        loss = margin - y * (x1 - x2)
+    else:
+        # float32 only (MLX, JAX without x64): carry the rounding errors of
+        # x1 - x2, of the margin subtraction (y = +-1 multiplies exactly) and
+        # of the margin itself (a Python float, split into float32 hi + lo).
+        m_hi = float(np.float32(margin))
+        m_lo = be.scalar(margin - m_hi, be.wide)
+        d, d_err = two_sum(x1, -x2)
+        r, r_err = two_sum(be.scalar(m_hi, be.wide), -(y * d))
+        loss = r + ((r_err + m_lo) - y * d_err)
+    return reduce(be, xp.maximum(loss, be.scalar(0.0, be.wide)), reduction)

@@ -15,7 +15,14 @@ from typing import Any
 
 from ._backend import Backend
 
-__all__ = ["reduce"]
+__all__ = ["reduce", "two_sum"]
+
+
+def two_sum(a: Any, b: Any) -> tuple[Any, Any]:
+    """``s, e`` with ``s = fl(a + b)`` and ``a + b = s + e`` exactly (Knuth)."""
+    s = a + b
+    bv = s - a
+    return s, (a - (s - bv)) + (b - bv)
 
 
 def _compensated_sum(xp: Any, flat: Any, n: int) -> Any:
@@ -30,10 +37,7 @@ def _compensated_sum(xp: Any, flat: Any, n: int) -> Any:
             err = None if err is None else xp.concat([err, pad])
             n += 1
         half = n // 2
-        a, b = x[:half], x[half:]
-        s = a + b
-        bv = s - a
-        e = (a - (s - bv)) + (b - bv)
+        s, e = two_sum(x[:half], x[half:])
         err = e if err is None else err[:half] + err[half:] + e
         x, n = s, half
     total = xp.reshape(x, ())
@@ -57,5 +61,7 @@ def reduce(be: Backend, loss: Any, reduction: str) -> Any:
         exact = _compensated_sum(xp, xp.reshape(be.stop_gradient(loss), (n,)), n)
         total = plain + be.stop_gradient(exact - plain)
     if reduction == "mean":
+        if n != n:  # Dask with sizes not known yet: count lazily
+            n = xp.sum(xp.ones_like(loss, dtype=total.dtype))
         total = total / n
     return be.finish(total)

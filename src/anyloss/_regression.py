@@ -290,7 +290,7 @@ def gaussian_nll_loss(
     xp = be.xp
     v = xp.maximum(v, be.scalar(eps, be.wide))
     d = y - mu
-    loss = 0.5 * (xp.log(v) + (d * d) / v)
+    loss = 0.5 * (xp.log(v) + d * (d / v))  # d * d may overflow where d^2/v does not
     if full:
         loss = loss + _HALF_LOG_2PI
     return reduce(be, loss, reduction)
