@@ -17,6 +17,14 @@ def xp(request: pytest.FixtureRequest) -> Backend:
     return make(request.param)
 
 
+@pytest.fixture(params=[n for n in selected() if n in ("torch", "jax", "mlx")] or [None])
+def grad_xp(request: pytest.FixtureRequest) -> Backend:
+    """An array library with autodiff (torch, JAX, MLX)."""
+    if request.param is None:
+        pytest.skip("ANYLOSS_BACKENDS selects no library with autodiff")
+    return make(request.param)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261123)

@@ -237,7 +237,8 @@ def log_cosh_loss(inputs: Any, targets: Any, reduction: Reduction = "none") -> A
     a_large = xp.where(small, be.scalar(_LOGCOSH_SWITCH), a)
     s = xp.sinh(0.5 * a_small)
     near = xp.log1p(2.0 * (s * s))
-    far = (a_large - _LOG2) + xp.log1p(xp.exp(-2.0 * a_large))
+    e = xp.exp(-a_large)  # exp(-2|e|) as e * e: -2|e| would overflow at 2e38
+    far = (a_large - _LOG2) + xp.log1p(e * e)
     return reduce(be, xp.where(small, near, far), reduction)
 
 
