@@ -1,0 +1,211 @@
+"""``anyloss eval``: plan, stream the chunks (here or on Dask), combine, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ._columns import Selection, check_numeric, select
+from ._compute import ChunkResult, Plan, Totals, evaluate
+from ._errors import InputError
+from ._output import AtomicOutput, print_losses
+from ._readers import Source, open_source
+from ._spec import LossSpec, loss_spec, parse_params
+
+__all__ = ["run_eval"]
+
+
+def _selections(spec: LossSpec, args: argparse.Namespace, source: Source) -> dict[str, Selection]:
+    given: dict[str, str] = {spec.required[0]: args.input}
+    for option, param in ((args.target, "targets"), (args.weights, "weights")):
+        if option is not None:
+            if param not in spec.arrays:
+                raise InputError(
+                    f"{spec.name} has no {param}; its arrays are "
+                    f"{', '.join(spec.arrays)} (see `anyloss list`)"
+                )
+            given[param] = option
+    for item in args.array:
+        name, sep, column = item.partition("=")
+        if not sep or name not in spec.arrays:
+            raise InputError(
+                f"--array {item}: expected NAME=COLUMN with NAME one of {', '.join(spec.arrays)}"
+            )
+        given[name] = column
+    missing = [a for a in spec.required if a not in given]
+    if missing:
+        raise InputError(f"{spec.name} needs {spec.option_for(missing[0])} (its {missing[0]})")
+    out = {}
+    for param in spec.arrays:  # signature order
+        if param in given:
+            sel = select(given[param], source.columns, source.label)
+            check_numeric(sel, source.columns, source.label)
+            out[param] = sel
+    if source.lengths:  # .npz: every array its own length
+        lengths = {n: source.lengths[n] for s in out.values() for n in s.names}
+        if len(set(lengths.values())) > 1:
+            (a, la), (b, lb) = sorted(lengths.items(), key=lambda kv: -kv[1])[:: len(lengths) - 1]
+            raise InputError(
+                f"arrays of different lengths: {a!r} has {la} rows, {b!r} has {lb}",
+                where=source.label,
+            )
+    return out
+
+
+def _local_results(source: Source, plan: Plan, chunk_rows: int) -> Iterator[ChunkResult]:
+    for chunk in source.chunks(plan.columns, chunk_rows):
+        try:
+            yield evaluate(plan, chunk.rows, chunk.arrays)
+        except InputError as e:
+            e.row = None if e.row is None else chunk.row0 + e.row
+            e.where = chunk.where
+            yield ChunkResult(rows=0, error=e)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(args: argparse.Namespace, total: int | None) -> Any:
+    if args.quiet or not sys.stderr.isatty():
+        return _NoProgress()
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    return tqdm(
+        total=total,
+        unit=" rows",
+        unit_scale=True,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+        desc=args.loss,
+    )
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    spec = loss_spec(args.loss)
+    params = parse_params(spec, args.param)
+    reduction = args.reduction or spec.reduction
+    if args.out and reduction != "none":
+        raise InputError(
+            f"--out is for per-row losses (--reduction none); the {reduction} is printed"
+        )
+    if args.workers and args.scheduler != "local":
+        raise InputError("--workers is for --scheduler local")
+    source = open_source(args.path, args.format)
+    plan = Plan(spec.name, _selections(spec, args, source), params, reduction, args.nan)
+    collected: list[np.ndarray] = []
+    start = time.perf_counter()
+    bar = _progress(args, source.num_rows)
+    results: Iterator[ChunkResult]
+    if args.scheduler:
+        from ._distributed import dask_results
+
+        results = dask_results(source, plan, args.chunk_size, args.scheduler, args.workers)
+    else:
+        results = _local_results(source, plan, args.chunk_size)
+    totals = Totals()
+    out = None
+    try:
+        out = AtomicOutput(args.out, args.force) if args.out else None
+        for res in results:
+            if res.error is not None:
+                e = res.error
+                if e.where in (None, ""):  # from a Dask partition: rows count from the start
+                    e.where = source.label
+                    e.row = None if e.row is None else totals.rows + e.row
+                raise e
+            try:
+                totals.add(res, plan)
+            except InputError as e:
+                raise InputError(e.message, totals.rows, source.label) from None
+            if res.losses is not None:
+                if out is not None:
+                    out.write(res.losses)
+                elif args.json:
+                    collected.append(res.losses)
+                else:
+                    print_losses(res.losses)
+            bar.update(res.rows)
+        if totals.rows == 0:
+            raise InputError("no rows to evaluate", where=source.label)
+        if out is not None:
+            out.commit()
+    except BaseException:
+        if out is not None:
+            out.abort()
+        raise
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
+        bar.close()
+    seconds = time.perf_counter() - start
+    _report(args, plan, totals, seconds, collected)
+    return 0
+
+
+def _report(
+    args: argparse.Namespace,
+    plan: Plan,
+    totals: Totals,
+    seconds: float,
+    collected: list[np.ndarray],
+) -> None:
+    value = None if plan.reduction == "none" else totals.value(plan.reduction)
+    rate = totals.rows / seconds if seconds > 0 else math.inf
+    if args.json:
+        result: Any = None if value is None else _jsonable(float(value))
+        if value is None and collected:
+            result = np.concatenate(collected).tolist()
+        print(
+            json.dumps(
+                {
+                    "loss": plan.loss,
+                    "reduction": plan.reduction,
+                    "result": result,
+                    "dtype": totals.dtype,
+                    "rows": totals.rows,
+                    "elements": totals.elements,
+                    "nonfinite_rows": totals.nonfinite,
+                    "nan": plan.nan,
+                    "out": args.out,
+                    "seconds": round(seconds, 6),
+                    "rows_per_s": round(rate, 1),
+                    "scheduler": args.scheduler,
+                }
+            )
+        )
+        return
+    if value is not None:
+        print(value)
+    if args.quiet:
+        return
+    what = f"{plan.loss} ({plan.reduction})"
+    nonfinite = ""
+    if totals.nonfinite:
+        how = {"skip": "skipped", "propagate": "kept"}[plan.nan]
+        nonfinite = f", {totals.nonfinite:,} with NaN/inf ({how})"
+    else:
+        nonfinite = ", 0 NaN/inf"
+    dest = f" -> {args.out}" if args.out else ""
+    print(
+        f"anyloss: {what}: {totals.rows:,} rows{nonfinite}, {seconds:.2f} s "
+        f"({rate:,.0f} rows/s){dest}",
+        file=sys.stderr,
+    )
+
+
+def _jsonable(x: float) -> float | str:
+    return x if math.isfinite(x) else str(x)
