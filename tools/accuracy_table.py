@@ -8,7 +8,8 @@ references computed from the same float32 inputs (see ``accuracy_cases``).
 
 Usage::
 
-    python tools/accuracy_table.py > docs/accuracy.md
+    python tools/accuracy_table.py --backends numpy,torch,dask,jax,mlx \
+        > docs/_generated/accuracy.md
     python tools/accuracy_table.py --backends numpy,torch,dask,jax,mlx
 """
 

@@ -1,0 +1,349 @@
+"""Sphinx extension: the files the anyloss pages include, written at build time.
+
+On ``builder-inited`` it writes, under ``docs/_generated/``:
+
+- ``plots/<loss>.png`` and ``plots/<loss>.rst``: one figure per loss
+  (:mod:`loss_plots`), redrawn only when anyloss or the plot script changed;
+- ``build/porting.rst``: the per-loss sections of the Porting page, generated
+  from ``docs/porting_examples.py`` (the file ``tests/test_porting.py`` runs);
+- ``build/accuracy.rst`` and ``build/benchmark.rst``: the accuracy table and
+  the benchmark results, converted from the committed
+  ``_generated/accuracy.md`` / ``benchmark.md`` (an ``.rst`` next to them is
+  used as is), or a clearly labelled placeholder saying how to produce them,
+  so the build never fails on their absence.
+
+It also warns (an error under ``-W``) when a loss of ``anyloss.losses`` has no
+plot or no porting section.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import pathlib
+import re
+import textwrap
+
+from sphinx.application import Sphinx
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+DOCS = pathlib.Path(__file__).resolve().parents[1]
+GENERATED = DOCS / "_generated"
+BUILD = GENERATED / "build"
+
+
+# --------------------------------------------------------------------------
+# Markdown (the tables the accuracy and benchmark tools print) -> reST
+# --------------------------------------------------------------------------
+
+_INLINE = re.compile(
+    r"(?P<code>`[^`]+`)"
+    r"|(?P<bold>(?<![\w*])\*\*(?=\S)[^*]+?(?<=\S)\*\*(?![\w*]))"
+    r"|(?P<image>!\[[^\]]*\]\([^)]+\))"
+    r"|(?P<link>\[[^\]]+\]\([^)]+\))"
+)
+_SPECIAL = re.compile(r"([\\*`|_<>\[\]])")
+
+
+def _escape(text: str) -> str:
+    return _SPECIAL.sub(r"\\\1", text)
+
+
+def inline(text: str) -> str:
+    """Markdown inline markup -> reST; everything else escaped literally."""
+    out, pos = [], 0
+    for m in _INLINE.finditer(text):
+        out.append(_escape(text[pos : m.start()]))
+        token = m.group(0)
+        if m.group("code"):
+            body = token[1:-1].strip() or " "
+            rst = f"``{body}``" if "``" not in body else _escape(body)
+        elif m.group("bold"):
+            rst = f"**{_escape(token[2:-2].strip())}**"
+        elif m.group("image"):
+            rst = _escape(re.match(r"!\[([^\]]*)\]", token).group(1))
+        else:
+            label, url = re.match(r"\[([^\]]+)\]\(([^)]+)\)", token).groups()
+            rst = f"`{_escape(label)} <{url}>`__"
+        out.append(f"\\ {rst}\\ ")  # null separators: valid next to any character
+        pos = m.end()
+    out.append(_escape(text[pos:]))
+    return "".join(out).strip()
+
+
+def _cells(line: str) -> list[str]:
+    line = line.strip()
+    if line.startswith("|"):
+        line = line[1:]
+    if line.endswith("|") and not line.endswith("\\|"):
+        line = line[:-1]
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
+
+
+def _is_rule(line: str) -> bool:
+    return bool(re.fullmatch(r"\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*", line))
+
+
+def markdown_to_rst(md: str, image_dir: str) -> str:
+    """Convert the Markdown subset the project's tools print into reST.
+
+    Headings become rubrics (no section levels to clash with the including
+    page), pipe tables become ``list-table`` directives, fenced code becomes
+    ``code-block``, images become ``image`` directives resolved against
+    ``image_dir`` (a docs-absolute path); other lines are paragraphs and lists.
+    """
+    lines = md.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        if not stripped:
+            i += 1
+            continue
+        if stripped.startswith("```"):
+            lang = stripped[3:].strip() or "text"
+            body = []
+            i += 1
+            while i < len(lines) and not lines[i].strip().startswith("```"):
+                body.append(lines[i])
+                i += 1
+            i += 1
+            out += [f".. code-block:: {lang}", ""] + [f"   {b}" for b in body] + [""]
+            continue
+        heading = re.match(r"#{1,6}\s+(.*)", stripped)
+        if heading:
+            out += [f".. rubric:: {inline(heading.group(1))}", ""]
+            i += 1
+            continue
+        image = re.fullmatch(r"!\[([^\]]*)\]\(([^)\s]+)\)", stripped)
+        if image:
+            alt, src = image.groups()
+            if not re.match(r"[a-z]+://", src):
+                src = f"{image_dir}/{pathlib.PurePosixPath(src).name}"
+            out += [f".. image:: {src}", f"   :alt: {alt or 'figure'}", "   :width: 100%", ""]
+            i += 1
+            continue
+        if stripped.startswith("|") and i + 1 < len(lines) and _is_rule(lines[i + 1]):
+            header = _cells(stripped)
+            rows = []
+            i += 2
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                rows.append(_cells(lines[i]))
+                i += 1
+            width = len(header)
+            out += [".. list-table::", "   :header-rows: 1", "   :class: generated-table", ""]
+            for row in [header, *rows]:
+                row = (row + [""] * width)[:width]
+                for j, cell in enumerate(row):
+                    text = inline(cell)
+                    out.append(f"   {'*' if j == 0 else ' '} - {text}".rstrip())
+            out.append("")
+            continue
+        bullet = re.match(r"[-*+]\s+(.*)", stripped)
+        if bullet:
+            out += [f"- {inline(bullet.group(1))}"]
+            i += 1
+            if i < len(lines) and not re.match(r"\s*[-*+]\s+", lines[i]):
+                out.append("")
+            continue
+        para = [stripped]
+        i += 1
+        while (
+            i < len(lines)
+            and lines[i].strip()
+            and not re.match(r"\s*(#|\||```|[-*+]\s|!\[)", lines[i])
+        ):
+            para.append(lines[i].strip())
+            i += 1
+        out += [inline(" ".join(para)), ""]
+    return "\n".join(out) + "\n"
+
+
+def _placeholder(title: str, what: str, commands: list[str]) -> str:
+    body = "\n".join(f"   {c}" for c in commands)
+    return (
+        f".. admonition:: {title}: not generated yet\n"
+        f"   :class: warning generated-placeholder\n\n"
+        f"   This build found no {what}. Produce it from the repository root with\n\n"
+        f"   .. code-block:: console\n\n"
+        + textwrap.indent(body, "   ")
+        + "\n\n   and rebuild the documentation.\n"
+    )
+
+
+ACCURACY_COMMANDS = [
+    "python -m pytest tests/test_accuracy.py",
+    "python tools/accuracy_table.py --backends numpy,torch,dask,jax,mlx"
+    " > docs/_generated/accuracy.md",
+]
+BENCHMARK_COMMANDS = [
+    "python -m benchmarks  # writes the JSON results, benchmark.md and benchmark.png",
+    "cp <results>/benchmark.md <results>/benchmark.png docs/_generated/",
+]
+
+
+def write_results() -> None:
+    """``build/accuracy.rst`` and ``build/benchmark.rst`` from the committed results."""
+    for stem, title, what, commands, figure in (
+        ("accuracy", "Accuracy table", "``docs/_generated/accuracy.md``", ACCURACY_COMMANDS, None),
+        (
+            "benchmark",
+            "Benchmark results",
+            "``docs/_generated/benchmark.md``",
+            BENCHMARK_COMMANDS,
+            "benchmark.png",
+        ),
+    ):
+        rst_src, md_src = GENERATED / f"{stem}.rst", GENERATED / f"{stem}.md"
+        if rst_src.exists():
+            text = f".. include:: /_generated/{stem}.rst\n"
+        elif md_src.exists():
+            md = md_src.read_text(encoding="utf-8")
+            text = markdown_to_rst(md, "/_generated")
+            if figure and figure not in md and (GENERATED / figure).exists():
+                text = (
+                    f".. figure:: /_generated/{figure}\n   :alt: {title}\n   :width: 100%\n\n"
+                    + text
+                )
+        else:
+            text = _placeholder(title, what, commands)
+            logger.info("anyloss_docs: %s missing, wrote a placeholder", md_src.name)
+        _write(BUILD / f"{stem}.rst", text)
+
+
+# --------------------------------------------------------------------------
+# Porting sections
+# --------------------------------------------------------------------------
+
+
+def _statement(func: object, target: str) -> str:
+    """The source of ``target = ...`` in ``func``, on one line."""
+    source = textwrap.dedent(inspect.getsource(func))
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == target
+        ):
+            text = ast.get_source_segment(source, node.value) or ""
+            text = re.sub(r"\s+", " ", text)
+            return re.sub(r"\(\s+", "(", re.sub(r",?\s+\)", ")", text))
+    raise ValueError(f"{func.__name__} has no `{target} = ...` statement")
+
+
+def _cell(text: str) -> str:
+    return text.replace("\n", " ")
+
+
+def porting_rst(ex: object) -> str:
+    frameworks = ex.FRAMEWORKS
+    out = []
+    # The reduction defaults of all 14 losses, side by side.
+    out += [
+        ".. _porting-defaults:",
+        "",
+        "Default reductions at a glance",
+        "------------------------------",
+        "",
+        "MLX (and so anyloss) does not use one default: five losses average, the "
+        "others return one value per element or example. Porting code that relied "
+        "on a framework's default must say ``reduction=`` explicitly where the "
+        "defaults differ.",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :class: porting-table",
+        "",
+        "   * - loss",
+    ]
+    out += [f"     - {title}" for title, _ in frameworks.values()]
+    for loss in ex.LOSSES:
+        out.append(f"   * - :ref:`{loss} <porting-{loss}>`")
+        for fw in frameworks:
+            facts = ex.FACTS[loss][fw]
+            out.append(f"     - {_cell(facts.get('reduction', facts['name']))}")
+    out.append("")
+
+    for loss in ex.LOSSES:
+        out += [f".. _porting-{loss}:", "", f"``{loss}``", "-" * (len(loss) + 4), ""]
+        out += [
+            f"anyloss: :func:`anyloss.{loss}` (same call as ``mlx.nn.losses.{loss}``).",
+            "",
+            ".. list-table::",
+            "   :header-rows: 1",
+            "   :stub-columns: 1",
+            "   :class: porting-table",
+            "",
+            "   * -",
+        ]
+        out += [f"     - {title}" for title, _ in frameworks.values()]
+        for key, row in ex.FACT_ROWS.items():
+            out.append(f"   * - {row}")
+            for fw in frameworks:
+                facts = ex.FACTS[loss][fw]
+                value = facts.get(key, "—" if key != "name" else facts["name"])
+                out.append(f"     - {_cell(value)}")
+        for target, row in (("theirs", "Their call (tested)"), ("ours", "anyloss call")):
+            out.append(f"   * - {row}")
+            for fw in frameworks:
+                func = ex.EXAMPLES.get((loss, fw))
+                out.append(f"     - ``{_statement(func, target)}``" if func else "     - —")
+        out.append("")
+        trips = ex.TRIP_UPS.get(loss, [])
+        if trips:
+            out += [".. rubric:: What people trip on", ""]
+            out += [f"- {t}" for t in trips] + [""]
+        out += [".. rubric:: Tested examples", ""]
+        for fw, (title, _) in frameworks.items():
+            func = ex.EXAMPLES.get((loss, fw))
+            if func is None:
+                continue
+            out += [
+                ".. literalinclude:: /porting_examples.py",
+                f"   :pyobject: {func.__name__}",
+                f"   :caption: {title}",
+                "   :language: python",
+                "",
+            ]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------
+# Sphinx hooks
+# --------------------------------------------------------------------------
+
+
+def _write(path: pathlib.Path, text: str) -> None:
+    """Write only on change, so Sphinx does not re-read untouched pages."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
+def generate(app: Sphinx) -> None:
+    import loss_plots
+    import porting_examples
+
+    import anyloss
+
+    drawn = loss_plots.write_all(GENERATED / "plots")
+    if drawn:
+        logger.info("anyloss_docs: drew %d loss plots", len(drawn))
+    _write(BUILD / "porting.rst", porting_rst(porting_examples))
+    write_results()
+
+    losses = {n for n in anyloss.losses.__all__ if n.endswith(("_loss", "_entropy"))}
+    for name in sorted(losses):
+        if name not in loss_plots.PLOTS:
+            logger.warning("anyloss_docs: anyloss.%s has no plot in loss_plots.PLOTS", name)
+        if name not in porting_examples.FACTS:
+            logger.warning("anyloss_docs: anyloss.%s has no porting section", name)
+
+
+def setup(app: Sphinx) -> dict[str, object]:
+    app.connect("builder-inited", generate)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

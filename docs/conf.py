@@ -1,0 +1,97 @@
+"""Sphinx configuration of the anyloss documentation.
+
+Build (from the repository root; warnings are errors):
+
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+    python -m sphinx -W --keep-going -b doctest docs docs/_build/doctest
+
+Loss plots, the porting sections and the accuracy/benchmark includes are
+written into docs/_generated/ at build time by the local extension
+``anyloss_docs`` (docs/_ext/).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+DOCS = pathlib.Path(__file__).resolve().parent
+sys.path[:0] = [str(DOCS / "_ext"), str(DOCS)]
+os.environ.setdefault("KERAS_BACKEND", "jax")  # only porting_examples would import keras
+
+import anyloss  # noqa: E402
+
+project = "anyloss"
+author = "anyloss developers"
+copyright = "anyloss developers"
+release = anyloss.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.doctest",
+    "anyloss_docs",
+]
+
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "_generated/**", "Thumbs.db", ".DS_Store"]
+# reST only (MyST is not a dependency).
+source_suffix = {".rst": "restructuredtext"}
+root_doc = "index"
+nitpicky = True
+
+# -- autodoc / autosummary / napoleon ----------------------------------------
+autosummary_generate = True
+autosummary_generate_overwrite = True
+autodoc_typehints = "none"  # every array argument is typed Any; the Args say more
+autodoc_member_order = "bysource"
+autodoc_preserve_defaults = True
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+napoleon_use_ivar = True
+
+# -- doctest -------------------------------------------------------------------
+# The docstring examples are run by pytest (--doctest-modules over src/anyloss);
+# this builder runs the `.. doctest::` blocks of the pages (Backends, ...).
+doctest_test_doctest_blocks = ""
+doctest_global_setup = """
+import importlib.util
+
+def _has(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+HAS_TORCH = _has("torch")
+HAS_JAX = _has("jax")
+HAS_MLX = _has("mlx") and _has("mlx.core")
+HAS_DASK = _has("dask") and _has("dask.array")
+HAS_STRICT = _has("array_api_strict")
+"""
+
+
+# -- HTML ------------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"anyloss {release}"
+html_static_path = ["_static"]
+html_css_files = ["anyloss.css"]
+html_theme_options = {
+    "source_repository": "https://github.com/anyloss/anyloss",
+    "source_branch": "main",
+    "source_directory": "docs/",
+}
+html_show_sourcelink = False
+
+# -- math ----------------------------------------------------------------------
+# MathJax from its CDN by default. For an offline build (or to check pages in a
+# browser without network) point this at a local copy, e.g. Debian's
+# libjs-mathjax:  ANYLOSS_DOCS_MATHJAX="file:///usr/share/javascript/mathjax/
+# MathJax.js?config=TeX-AMS-MML_HTMLorMML"
+if os.environ.get("ANYLOSS_DOCS_MATHJAX"):
+    mathjax_path = os.environ["ANYLOSS_DOCS_MATHJAX"]
