@@ -362,7 +362,9 @@ def test_a_file_larger_than_the_chunk_size(tmp_path, fmt):
         "--out",
         out,
     )
-    np.testing.assert_array_equal(np.load(out), anyloss.cross_entropy(logits, label))
+    # chunks of 997 rows take the generic path, the whole array the fused kernel
+    # (above its size threshold): both within a few ulp of the exact value
+    np.testing.assert_array_max_ulp(np.load(out), anyloss.cross_entropy(logits, label), maxulp=4)
 
 
 # -- NaN and inf -------------------------------------------------------------------------

@@ -22,6 +22,7 @@ __all__ = [
     "float_arg",
     "normalize_axis",
     "number",
+    "optional_int",
     "public",
     "same_shape",
     "shape_of",
@@ -146,6 +147,15 @@ def broadcast_shape(func: str, *named: tuple[str, Any]) -> tuple[int, ...]:
     return tuple(out)
 
 
+def optional_int(func: str, name: str, value: object) -> int | None:
+    """None, or a Python/NumPy integer (not a bool) as an int."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{func}(): {name} must be an int or None, got {type(value).__name__}")
+    return int(value)
+
+
 def float_arg(be: Backend, func: str, name: str, x: Any, dtype: Any = None) -> Any:
     """``x`` in ``be``'s library, cast to ``dtype`` (default: the work dtype)."""
     arr = convert(be, f"{func}(): {name}", x)
@@ -153,9 +163,15 @@ def float_arg(be: Backend, func: str, name: str, x: Any, dtype: Any = None) -> A
 
 
 def class_indices(
-    be: Backend, func: str, name: str, x: Any, num_classes: int, context: str
+    be: Backend,
+    func: str,
+    name: str,
+    x: Any,
+    num_classes: int,
+    context: str,
+    ignore: int | None = None,
 ) -> Any:
-    """Integer class indices in ``[0, num_classes)``.
+    """Integer class indices in ``[0, num_classes)`` (or equal to ``ignore``).
 
     Non-integer dtypes are a TypeError. Values are checked where they are
     concrete (eager backends); under ``jax.jit``, ``mx.compile`` or Dask the
@@ -171,13 +187,15 @@ def class_indices(
     values = be.concrete(arr)
     if values is not None and values.size:
         bad = (values < 0) | (values >= num_classes)
+        if ignore is not None:
+            bad &= values != ignore
         if bad.any():
             first = tuple(int(i) for i in np.argwhere(bad)[0])
             where = f"{name}[{', '.join(map(str, first))}]" if first else name
             raise ValueError(
                 f"{func}(): {where} = {int(values[first])} is out of range for "
                 f"{num_classes} classes ({context}); expected 0 <= index < "
-                f"{num_classes}"
+                f"{num_classes}{'' if ignore is None else f' (or ignore_index={ignore})'}"
             )
     if be.name == "torch" and str(arr.dtype) != "torch.int64":
         arr = be.xp.astype(arr, be.xp.int64)

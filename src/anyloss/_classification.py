@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import kernels
 from ._backend import Backend, convert, resolve
 from ._checks import (
     Reduction,
@@ -13,12 +14,14 @@ from ._checks import (
     float_arg,
     normalize_axis,
     number,
+    optional_int,
     public,
     same_shape,
     shape_of,
     shapes_match,
 )
 from ._reduction import reduce
+from .kernels import fast
 
 __all__ = ["binary_cross_entropy", "cross_entropy", "hinge_loss", "nll_loss"]
 
@@ -103,6 +106,9 @@ def cross_entropy(
     axis: int = -1,
     label_smoothing: float = 0.0,
     reduction: Reduction = "none",
+    *,
+    ignore_index: int | None = None,
+    class_weights: Any = None,
 ) -> Any:
     r"""Compute the cross entropy between logits and targets.
 
@@ -128,6 +134,22 @@ def cross_entropy(
         axis: The class axis. Default: ``-1``.
         label_smoothing: Label smoothing factor in ``[0, 1)``. Default: ``0``.
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'none'``.
+        ignore_index: Keyword only. A target value (with index targets) whose
+            examples contribute 0 and are left out of the ``'mean'``
+            denominator, e.g. the padding of a sequence batch; it need not
+            be a valid class (``-100`` is PyTorch's convention). Default:
+            ``None`` (every example counts).
+        class_weights: Keyword only. One weight per class (shape ``(C,)``):
+            an example's loss is scaled by the weight of its target class
+            (probability targets: each class's term by its weight), and with
+            index targets ``'mean'`` divides by the sum of the applied
+            weights, as PyTorch does. With label smoothing the uniform part
+            is weighted per class too. Default: ``None``.
+
+    With ``ignore_index`` and ``class_weights`` left at ``None`` the results
+    are exactly MLX's; with them they are PyTorch's ``F.cross_entropy(...,
+    weight=class_weights, ignore_index=ignore_index)`` (per-example
+    ``weights`` then multiply each example's loss, not the denominator).
 
     Returns:
         The cross entropy loss, in the array library and dtype of ``logits``.
@@ -146,11 +168,29 @@ def cross_entropy(
         >>> probs = np.array([[0.9, 0.1], [0.1, 0.9]], dtype=np.float32)
         >>> anyloss.cross_entropy(logits, probs)
         array([0.348587, 0.348587], dtype=float32)
+
+        Padding left out of the mean, and class weights, as in PyTorch:
+
+        >>> tokens = np.array([0, 1, -100])
+        >>> logits3 = np.array([[2.0, -1.0], [-1.0, 2.0], [5.0, 5.0]], dtype=np.float32)
+        >>> anyloss.cross_entropy(logits3, tokens, ignore_index=-100, reduction="mean")
+        array(0.0485873, dtype=float32)
+        >>> anyloss.cross_entropy(
+        ...     logits, np.array([0, 1]), class_weights=np.array([1.0, 3.0]), reduction="mean"
+        ... )
+        array(0.0485873, dtype=float32)
     """
     func = "cross_entropy"
     check_reduction(func, reduction)
+    ignore_index = optional_int(func, "ignore_index", ignore_index)
     smoothing = number(func, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True)
-    be = resolve(func, ("logits", logits), ("targets", targets), ("weights", weights))
+    be = resolve(
+        func,
+        ("logits", logits),
+        ("targets", targets),
+        ("weights", weights),
+        ("class_weights", class_weights),
+    )
     xp = be.xp
     x = float_arg(be, func, "logits", logits)
     if x.ndim == 0:
@@ -168,6 +208,86 @@ def cross_entropy(
             f"{'probabilities' if as_probs else 'indices'} along axis {axis}"
         )
 
+    if as_probs:
+        p = float_arg(be, func, "targets", t)
+        if ignore_index is not None:
+            raise ValueError(
+                f"{func}(): ignore_index applies to class-index targets, but "
+                f"targets.shape={shape_of(t)} equals logits.shape={shape_of(x)} "
+                f"(class probabilities); give a target row of zeros to drop an example"
+            )
+    else:
+        idx = class_indices(
+            be,
+            func,
+            "targets",
+            t,
+            num_classes,
+            f"axis {ax} of logits with shape {shape_of(x)}",
+            ignore=ignore_index,
+        )
+    cw = None
+    if class_weights is not None:
+        cw = _class_weights(be, func, class_weights, num_classes, ax, x.ndim)
+    elif ignore_index is None:  # MLX's cross entropy: the fused kernel where one applies
+        out = fast(
+            be,
+            func,
+            reduction,
+            logits=x,
+            targets=p if as_probs else idx,
+            weights=weights,
+            axis=ax,
+            label_smoothing=smoothing,
+        )
+        if out is not None:
+            return out
+    ignored = None
+    if ignore_index is not None:
+        ignored = idx == ignore_index
+        idx = xp.where(ignored, xp.zeros_like(idx), idx)
+
+    loss = None
+    if be.name == "numpy" and not as_probs and (cw is None or smoothing == 0):
+        # the kernel's per-row losses, then the (cheap, per-row) options
+        loss = kernels.run(func, "none", logits=x, targets=idx, axis=ax, label_smoothing=smoothing)
+    if loss is None:
+        loss = _cross_entropy_rows(be, x, p if as_probs else idx, ax, smoothing, cw)
+    elif cw is not None:
+        loss = be.cast(loss, be.wide) * _take_along(be, be.cast(cw, be.wide), idx, ax)
+    denominator = None
+    if not as_probs and (ignored is not None or cw is not None):
+        # PyTorch's mean: over the examples kept, each counted with its class weight
+        denominator = (
+            xp.ones_like(loss) if cw is None else _take_along(be, be.cast(cw, loss.dtype), idx, ax)
+        )
+    if ignored is not None:
+        zero = be.scalar(0.0, loss.dtype)
+        loss = xp.where(ignored, zero, loss)
+        denominator = xp.where(ignored, zero, denominator)
+    return reduce(be, _weighted(be, func, loss, weights), reduction, denominator)
+
+
+def _class_weights(
+    be: Backend, func: str, class_weights: Any, num_classes: int, axis: int, ndim: int
+) -> Any:
+    """The class weights, shaped to broadcast along the class axis."""
+    cw = float_arg(be, func, "class_weights", class_weights)
+    if not shapes_match(shape_of(cw), (num_classes,)):
+        raise ValueError(
+            f"{func}(): class_weights.shape={shape_of(cw)} must be ({num_classes},): "
+            f"one weight per class along axis {axis}"
+        )
+    shape = [1] * ndim
+    shape[axis] = num_classes
+    return be.xp.reshape(cw, tuple(shape))
+
+
+def _cross_entropy_rows(
+    be: Backend, x: Any, targets: Any, ax: int, smoothing: float, cw: Any
+) -> Any:
+    """Per-example cross entropy (class weights applied), generic code."""
+    xp = be.xp
     # x - max rounds in float32 by up to half an ulp of |x - max|, which exp
     # turns into a relative error of the tiny terms a confident prediction's
     # loss is made of; on the CPU libraries without autodiff (where float64
@@ -177,23 +297,31 @@ def cross_entropy(
     z = x - be.stop_gradient(xp.max(x, axis=ax, keepdims=True))
     lse = _shifted_logsumexp(be, z, ax)
     zero = be.scalar(0.0, z.dtype)
-    if as_probs:
-        p = float_arg(be, func, "targets", t, z.dtype)
+    if cw is not None:
+        cw = be.cast(cw, z.dtype)
+    if targets.ndim == z.ndim:  # probabilities
+        p = be.cast(targets, z.dtype)
         absent = p == zero
+        if cw is not None:
+            p = p * cw
         # 0 * log 0 = 0: mask z too, so no 0 * inf is ever formed (it would be
         # NaN in the gradient, and a warning on Dask)
         neg_score = -xp.sum(xp.where(absent, zero, p * xp.where(absent, zero, z)), axis=ax)
+        # sum(w p (lse - z)): with class weights the target mass is not 1
+        base = lse + neg_score if cw is None else lse * xp.sum(p, axis=ax) + neg_score
     else:
-        idx = class_indices(
-            be, func, "targets", t, num_classes, f"axis {ax} of logits with shape {shape_of(x)}"
-        )
-        neg_score = -_take_along(be, z, idx, ax)
-    if smoothing > 0:
+        neg_score = -_take_along(be, z, targets, ax)
+        base = lse + neg_score
+        if cw is not None:
+            base = _take_along(be, cw, targets, ax) * base
+    if smoothing == 0:
+        return base
+    if cw is None:
         neg_mean = -xp.mean(z, axis=ax)
-        loss = lse + (1.0 - smoothing) * neg_score + smoothing * neg_mean
-    else:
-        loss = lse + neg_score
-    return reduce(be, _weighted(be, func, loss, weights), reduction)
+        return lse + (1.0 - smoothing) * neg_score + smoothing * neg_mean
+    # (s / C) sum_c w_c (lse - z_c): every term >= 0, nothing cancels
+    uniform = xp.sum(cw * (xp.expand_dims(lse, axis=ax) - z), axis=ax) / z.shape[ax]
+    return (1.0 - smoothing) * base + smoothing * uniform
 
 
 @public
@@ -203,6 +331,8 @@ def binary_cross_entropy(
     weights: Any = None,
     with_logits: bool = True,
     reduction: Reduction = "mean",
+    *,
+    pos_weight: Any = None,
 ) -> Any:
     r"""Compute the binary cross entropy.
 
@@ -230,6 +360,11 @@ def binary_cross_entropy(
         weights: Optional weights with the shape of ``inputs``. Default: ``None``.
         with_logits: Whether ``inputs`` are logits. Default: ``True``.
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'mean'``.
+        pos_weight: Keyword only. The weight of the positive term,
+            :math:`\ell = -(w_+ t \log p + (1 - t) \log(1 - p))`, broadcast
+            against ``inputs`` (a scalar, or one weight per column of the last
+            axis, as PyTorch's ``BCEWithLogitsLoss(pos_weight=...)``): more than
+            1 favours recall, less than 1 precision. Default: ``None`` (1).
 
     Returns:
         The binary cross entropy, in the array library and dtype of ``inputs``.
@@ -249,15 +384,44 @@ def binary_cross_entropy(
     """
     func = "binary_cross_entropy"
     check_reduction(func, reduction)
-    be = resolve(func, ("inputs", inputs), ("targets", targets), ("weights", weights))
+    be = resolve(
+        func,
+        ("inputs", inputs),
+        ("targets", targets),
+        ("weights", weights),
+        ("pos_weight", pos_weight),
+    )
     xp = be.xp
     x = float_arg(be, func, "inputs", inputs)
     t = float_arg(be, func, "targets", targets)
     same_shape(func, ("inputs", x), ("targets", t))
+    if pos_weight is None:
+        out = fast(
+            be, func, reduction, inputs=x, targets=t, weights=weights, with_logits=with_logits
+        )
+        if out is not None:
+            return out
+    else:
+        pw = float_arg(be, func, "pos_weight", pos_weight)
+        try:
+            broadcast_shape(func, ("inputs", x), ("pos_weight", pw))
+        except ValueError:
+            raise ValueError(
+                f"{func}(): pos_weight.shape={shape_of(pw)} cannot be broadcast to "
+                f"inputs.shape={shape_of(x)} (give a scalar or one weight per column "
+                f"of the last axis)"
+            ) from None
+        if pw.ndim > x.ndim:
+            raise ValueError(
+                f"{func}(): pos_weight.shape={shape_of(pw)} has more dimensions than "
+                f"inputs.shape={shape_of(x)}"
+            )
+        t_pos = t * pw  # the positive term's weight: the positives count pos_weight times
     one = be.scalar(1.0)
     if with_logits:
         zero = be.scalar(0.0)
-        loss = t * xp.logaddexp(zero, -x) + (one - t) * xp.logaddexp(zero, x)
+        pos = t if pos_weight is None else t_pos
+        loss = pos * xp.logaddexp(zero, -x) + (one - t) * xp.logaddexp(zero, x)
     else:
         floor = be.scalar(-100.0)
         zero = be.scalar(0.0)
@@ -269,7 +433,8 @@ def binary_cross_entropy(
         log_not_p = xp.where(
             at_one, floor, xp.maximum(xp.log1p(-xp.where(at_one, zero, x)), floor)
         )
-        loss = -(t * log_p + (one - t) * log_not_p)
+        pos = t if pos_weight is None else t_pos
+        loss = -(pos * log_p + (one - t) * log_not_p)
     return reduce(be, _weighted(be, func, loss, weights), reduction)
 
 
@@ -279,6 +444,9 @@ def nll_loss(
     targets: Any,
     axis: int = -1,
     reduction: Reduction = "none",
+    *,
+    ignore_index: int | None = None,
+    class_weights: Any = None,
 ) -> Any:
     r"""Compute the negative log likelihood loss.
 
@@ -295,6 +463,16 @@ def nll_loss(
             (or broadcastable to it).
         axis: The class axis. Default: ``-1``.
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'none'``.
+        ignore_index: Keyword only. A target value whose examples contribute 0
+            and are left out of the ``'mean'`` denominator (need not be a
+            valid class). Default: ``None``.
+        class_weights: Keyword only. One weight per class (shape ``(C,)``)
+            scaling each example's loss by its target class's weight;
+            ``'mean'`` then divides by the sum of the applied weights.
+            Default: ``None``.
+
+    With both options at ``None`` this is MLX's ``nll_loss``; with them,
+    PyTorch's ``F.nll_loss(..., weight=class_weights, ignore_index=...)``.
 
     Returns:
         The NLL loss, in the array library and dtype of ``inputs``.
@@ -308,14 +486,21 @@ def nll_loss(
     """
     func = "nll_loss"
     check_reduction(func, reduction)
-    be = resolve(func, ("inputs", inputs), ("targets", targets))
+    ignore_index = optional_int(func, "ignore_index", ignore_index)
+    be = resolve(func, ("inputs", inputs), ("targets", targets), ("class_weights", class_weights))
     x = float_arg(be, func, "inputs", inputs)
     if x.ndim == 0:
         raise ValueError(f"{func}(): inputs must have at least 1 dimension, got a scalar")
     ax = normalize_axis(func, axis, x.ndim, "inputs")
     num_classes = shape_of(x)[ax]
     idx = class_indices(
-        be, func, "targets", targets, num_classes, f"axis {ax} of inputs with shape {shape_of(x)}"
+        be,
+        func,
+        "targets",
+        targets,
+        num_classes,
+        f"axis {ax} of inputs with shape {shape_of(x)}",
+        ignore=ignore_index,
     )
     rest = shape_of(x)[:ax] + shape_of(x)[ax + 1 :]
     try:
@@ -330,10 +515,29 @@ def nll_loss(
             f"{func}(): targets.shape={shape_of(idx)} has more dimensions than "
             f"inputs.shape={shape_of(x)} without axis {axis} ({rest})"
         )
+    if ignore_index is None and class_weights is None:
+        out = fast(be, func, reduction, inputs=x, targets=idx, axis=ax)
+        if out is not None:
+            return out
+    xp = be.xp
     while idx.ndim < len(rest):
-        idx = be.xp.expand_dims(idx, axis=0)
+        idx = xp.expand_dims(idx, axis=0)
+    ignored = None
+    if ignore_index is not None:
+        ignored = idx == ignore_index
+        idx = xp.where(ignored, xp.zeros_like(idx), idx)
     loss = -_take_along(be, x, idx, ax)
-    return reduce(be, loss, reduction)
+    denominator = None
+    if class_weights is not None:
+        cw = _class_weights(be, func, class_weights, num_classes, ax, x.ndim)
+        denominator = _take_along(be, cw, idx, ax)
+        loss = loss * denominator
+    if ignored is not None:
+        zero = be.scalar(0.0, loss.dtype)
+        loss = xp.where(ignored, zero, loss)
+        kept = xp.ones_like(loss) if denominator is None else denominator
+        denominator = xp.where(ignored, zero, kept)
+    return reduce(be, loss, reduction, denominator)
 
 
 @public
@@ -361,8 +565,12 @@ def hinge_loss(inputs: Any, targets: Any, reduction: Reduction = "none") -> Any:
     func = "hinge_loss"
     check_reduction(func, reduction)
     be = resolve(func, ("inputs", inputs), ("targets", targets))
-    x = float_arg(be, func, "inputs", inputs, be.wide)
-    t = float_arg(be, func, "targets", targets, be.wide)
+    x = float_arg(be, func, "inputs", inputs)
+    t = float_arg(be, func, "targets", targets)
     broadcast_shape(func, ("inputs", x), ("targets", t))
+    out = fast(be, func, reduction, inputs=x, targets=t)
+    if out is not None:
+        return out
+    x, t = be.cast(x, be.wide), be.cast(t, be.wide)
     loss = be.xp.maximum(be.scalar(1.0, be.wide) - x * t, be.scalar(0.0, be.wide))
     return reduce(be, loss, reduction)

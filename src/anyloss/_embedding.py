@@ -18,6 +18,7 @@ from ._checks import (
     same_shape,
 )
 from ._reduction import reduce, two_sum
+from .kernels import fast
 
 __all__ = ["cosine_similarity_loss", "margin_ranking_loss", "triplet_loss"]
 
@@ -77,12 +78,16 @@ def cosine_similarity_loss(
     eps = number(func, "eps", eps, low=0.0)
     be = resolve(func, ("x1", x1), ("x2", x2))
     xp = be.xp
-    a = float_arg(be, func, "x1", x1, be.wide)
-    b = float_arg(be, func, "x2", x2, be.wide)
+    a = float_arg(be, func, "x1", x1)
+    b = float_arg(be, func, "x2", x2)
     normalize_axis(func, axis, a.ndim, "x1")
     normalize_axis(func, axis, b.ndim, "x2")
     shape = broadcast_shape(func, ("x1", a), ("x2", b))
     ax = normalize_axis(func, axis, len(shape), "the broadcast inputs")
+    out = fast(be, func, reduction, x1=a, x2=b, axis=ax, eps=eps)
+    if out is not None:
+        return out
+    a, b = be.cast(a, be.wide), be.cast(b, be.wide)
     if a.ndim != len(shape) or b.ndim != len(shape):
         a, b = xp.broadcast_arrays(a, b)
     s1, s2 = _scale(be, a, ax), _scale(be, b, ax)
@@ -206,11 +211,26 @@ def triplet_loss(
     eps = number(func, "eps", eps, low=0.0)
     be = resolve(func, ("anchors", anchors), ("positives", positives), ("negatives", negatives))
     xp = be.xp
-    a = float_arg(be, func, "anchors", anchors, be.wide)
-    pos = float_arg(be, func, "positives", positives, be.wide)
-    neg = float_arg(be, func, "negatives", negatives, be.wide)
+    a = float_arg(be, func, "anchors", anchors)
+    pos = float_arg(be, func, "positives", positives)
+    neg = float_arg(be, func, "negatives", negatives)
     shape = broadcast_shape(func, ("anchors", a), ("positives", pos), ("negatives", neg))
     ax = normalize_axis(func, axis, len(shape), "the broadcast inputs")
+    out = fast(
+        be,
+        func,
+        reduction,
+        anchors=a,
+        positives=pos,
+        negatives=neg,
+        axis=ax,
+        p=pdeg,
+        margin=margin,
+        eps=eps,
+    )
+    if out is not None:
+        return out
+    a, pos, neg = (be.cast(v, be.wide) for v in (a, pos, neg))
     if a.ndim != len(shape):
         a = xp.broadcast_to(a, shape)
     if pdeg == 2.0:
@@ -262,10 +282,14 @@ def margin_ranking_loss(
     check_reduction(func, reduction)
     margin = number(func, "margin", margin)
     be = resolve(func, ("inputs1", inputs1), ("inputs2", inputs2), ("targets", targets))
-    x1 = float_arg(be, func, "inputs1", inputs1, be.wide)
-    x2 = float_arg(be, func, "inputs2", inputs2, be.wide)
-    y = float_arg(be, func, "targets", targets, be.wide)
+    x1 = float_arg(be, func, "inputs1", inputs1)
+    x2 = float_arg(be, func, "inputs2", inputs2)
+    y = float_arg(be, func, "targets", targets)
     same_shape(func, ("inputs1", x1), ("inputs2", x2), ("targets", y))
+    out = fast(be, func, reduction, inputs1=x1, inputs2=x2, targets=y, margin=margin)
+    if out is not None:
+        return out
+    x1, x2, y = (be.cast(v, be.wide) for v in (x1, x2, y))
     xp = be.xp
     if be.wide == getattr(xp, "float64", None):
         loss = margin - y * (x1 - x2)

@@ -44,24 +44,38 @@ def _compensated_sum(xp: Any, flat: Any, n: int) -> Any:
     return total if err is None else total + xp.reshape(err, ())
 
 
-def reduce(be: Backend, loss: Any, reduction: str) -> Any:
-    """Apply ``reduction`` to ``loss`` and cast the result to the caller's dtype."""
+def _total(be: Backend, loss: Any) -> Any:
+    """The sum of every element of ``loss``, accumulated accurately."""
+    xp = be.xp
+    if be.wide != loss.dtype and be.wide == getattr(xp, "float64", None):
+        return xp.sum(loss, dtype=be.wide)
+    if be.name != "mlx" or loss.dtype == getattr(xp, "float64", None):
+        return xp.sum(loss)
+    # The value is the compensated sum; the gradient (all ones) is taken
+    # through the plain sum, which autodiff handles cheaply.
+    n = math.prod(loss.shape)
+    plain = xp.sum(loss)
+    exact = _compensated_sum(xp, xp.reshape(be.stop_gradient(loss), (n,)), n)
+    return plain + be.stop_gradient(exact - plain)
+
+
+def reduce(be: Backend, loss: Any, reduction: str, denominator: Any = None) -> Any:
+    """Apply ``reduction`` to ``loss`` and cast the result to the caller's dtype.
+
+    ``'mean'`` divides the sum by the number of elements, or, where
+    ``denominator`` is given (an array, e.g. the class weight applied to each
+    example, 0 for ignored ones), by the sum of ``denominator``.
+    """
     if reduction == "none":
         return be.finish(loss)
     xp = be.xp
-    n = math.prod(loss.shape)
-    if be.wide != loss.dtype and be.wide == getattr(xp, "float64", None):
-        total = xp.sum(loss, dtype=be.wide)
-    elif be.name != "mlx" or loss.dtype == getattr(xp, "float64", None):
-        total = xp.sum(loss)
-    else:
-        # The value is the compensated sum; the gradient (all ones) is taken
-        # through the plain sum, which autodiff handles cheaply.
-        plain = xp.sum(loss)
-        exact = _compensated_sum(xp, xp.reshape(be.stop_gradient(loss), (n,)), n)
-        total = plain + be.stop_gradient(exact - plain)
+    total = _total(be, loss)
     if reduction == "mean":
-        if n != n:  # Dask with sizes not known yet: count lazily
-            n = xp.sum(xp.ones_like(loss, dtype=total.dtype))
-        total = total / n
+        if denominator is not None:
+            total = total / _total(be, be.cast(denominator, loss.dtype))
+        else:
+            n = math.prod(loss.shape)
+            if n != n:  # Dask with sizes not known yet: count lazily
+                n = xp.sum(xp.ones_like(loss, dtype=total.dtype))
+            total = total / n
     return be.finish(total)

@@ -16,6 +16,7 @@ from ._checks import (
     same_shape,
 )
 from ._reduction import reduce
+from .kernels import fast
 
 __all__ = [
     "gaussian_nll_loss",
@@ -71,6 +72,9 @@ def l1_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> An
     check_reduction(func, reduction)
     be, p, t = _pair(func, predictions, targets, ("predictions", "targets"))
     same_shape(func, ("predictions", p), ("targets", t))
+    out = fast(be, func, reduction, predictions=p, targets=t)
+    if out is not None:
+        return out
     return reduce(be, be.xp.abs(p - t), reduction)
 
 
@@ -100,6 +104,9 @@ def mse_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> A
     check_reduction(func, reduction)
     be, p, t = _pair(func, predictions, targets, ("predictions", "targets"))
     same_shape(func, ("predictions", p), ("targets", t))
+    out = fast(be, func, reduction, predictions=p, targets=t)
+    if out is not None:
+        return out
     d = p - t
     return reduce(be, d * d, reduction)
 
@@ -142,6 +149,9 @@ def smooth_l1_loss(
     beta = number(func, "beta", beta, low=0.0)
     be, p, t = _pair(func, predictions, targets, ("predictions", "targets"))
     same_shape(func, ("predictions", p), ("targets", t))
+    out = fast(be, func, reduction, predictions=p, targets=t, beta=beta)
+    if out is not None:
+        return out
     xp = be.xp
     d = xp.abs(p - t)
     if beta == 0.0:
@@ -191,6 +201,9 @@ def huber_loss(
     delta = number(func, "delta", delta, low=0.0)
     be, x, t = _pair(func, inputs, targets, ("inputs", "targets"))
     broadcast_shape(func, ("inputs", x), ("targets", t))
+    out = fast(be, func, reduction, inputs=x, targets=t, delta=delta)
+    if out is not None:
+        return out
     xp = be.xp
     a = xp.abs(x - t)
     quadratic = xp.minimum(a, be.scalar(delta))
@@ -228,6 +241,9 @@ def log_cosh_loss(inputs: Any, targets: Any, reduction: Reduction = "none") -> A
     check_reduction(func, reduction)
     be, x, t = _pair(func, inputs, targets, ("inputs", "targets"))
     broadcast_shape(func, ("inputs", x), ("targets", t))
+    out = fast(be, func, reduction, inputs=x, targets=t)
+    if out is not None:
+        return out
     xp = be.xp
     a = xp.abs(x - t)
     small = a < be.scalar(_LOGCOSH_SWITCH)
@@ -284,10 +300,14 @@ def gaussian_nll_loss(
     check_reduction(func, reduction)
     eps = number(func, "eps", eps, low=0.0)
     be = resolve(func, ("inputs", inputs), ("targets", targets), ("vars", vars))
-    mu = float_arg(be, func, "inputs", inputs, be.wide)
-    y = float_arg(be, func, "targets", targets, be.wide)
-    v = float_arg(be, func, "vars", vars, be.wide)
+    mu = float_arg(be, func, "inputs", inputs)
+    y = float_arg(be, func, "targets", targets)
+    v = float_arg(be, func, "vars", vars)
     same_shape(func, ("inputs", mu), ("targets", y), ("vars", v))
+    out = fast(be, func, reduction, inputs=mu, targets=y, vars=v, full=full, eps=eps)
+    if out is not None:
+        return out
+    mu, y, v = (be.cast(a, be.wide) for a in (mu, y, v))
     xp = be.xp
     v = xp.maximum(v, be.scalar(eps, be.wide))
     d = y - mu

@@ -1,0 +1,959 @@
+# mypy: ignore-errors
+"""The numba kernels behind :func:`anyloss.kernels.run` (imported lazily).
+
+Everything here is in one module on purpose: numba's on-disk cache is
+invalidated by the timestamp of the file a function lives in, so kernels and
+the math helpers they inline must share a file.
+
+Numerics
+--------
+There is no SVML in the llvmlite wheels, so ``math.exp``/``math.log`` inside a
+loop do not vectorize. The helpers below are written so that LLVM vectorizes
+them: Cody-Waite range reduction, a polynomial, and ``2**k`` assembled by
+reinterpreting integer bits as a float.
+
+- ``_exp32``: float32 in and out, about 1 ulp; used by cross entropy on
+  float32 logits (the hot loop of the library).
+- ``_exp64``, ``_log64``, ``_log1p64``: float64, about 1-2 ulp of float64;
+  used by every other kernel for both input dtypes (float32 inputs are
+  computed in float64 and rounded once at the end).
+
+The helpers are compiled without ``reassoc`` (it would let LLVM undo the
+error-free tricks); the kernels allow ``reassoc`` so their sums vectorize.
+Sums are taken per block in the kernel and the block sums are added in
+float64 by NumPy in a fixed order, so results do not depend on the number of
+threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+# No nnan/ninf: -inf logits and log-probabilities are legitimate inputs. No
+# arcp: x / y must stay correctly rounded. reassoc lets sums vectorize, but it
+# also lets LLVM rewrite t*a + (1-t)*b as b + t*(a-b), which cancels; so only
+# the kernels whose per-element formulas have nothing to cancel (cross
+# entropy, nll, cosine, triplet) and the block sums get it. In exp, the
+# Cody-Waite reduction goes through explicit fma calls, which LLVM does not
+# reassociate.
+_KERNEL_FLAGS = {"nsz", "contract", "reassoc"}
+_EXACT_FLAGS = {"nsz", "contract"}
+
+
+def _kernel(func):
+    return njit(nogil=True, cache=True, fastmath=_KERNEL_FLAGS, error_model="numpy")(func)
+
+
+def _exact_kernel(func):
+    return njit(nogil=True, cache=True, fastmath=_EXACT_FLAGS, error_model="numpy")(func)
+
+
+def _helper(func):
+    # Inlined in numba's IR, so every helper vectorizes inside the kernel loop
+    # however deep the helpers nest (LLVM's inliner gives up on deep nests).
+    return njit(inline="always", fastmath=_KERNEL_FLAGS, error_model="numpy")(func)
+
+
+BLOCK = 4096  # elements per partial sum of the elementwise kernels
+
+# --------------------------------------------------------------------------
+# bit casts
+
+
+@intrinsic
+def _i32_as_f32(typingctx, i):
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _i64_as_f64(typingctx, i):
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _f64_as_i64(typingctx, x):
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma), for float32 or float64 operands."""
+    if not (a == b == c and isinstance(a, types.Float)):
+        return None
+    sig = a(a, a, a)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return sig, codegen
+
+
+# --------------------------------------------------------------------------
+# float32 exp
+
+_F32_LOG2E = np.float32(1.4426950408889634)
+_F32_LN2_HI = np.float32(0.693359375)  # 9 significant bits: k * hi is exact
+_F32_LN2_LO = np.float32(-2.12194440e-4)
+_F32_LO = np.float32(-104.0)  # exp below this rounds to 0 in float32
+_F32_HI = np.float32(89.0)  # exp above this is inf in float32
+_F32_HALF = np.float32(0.5)
+_F32_ONE = np.float32(1.0)
+_F32_C2 = np.float32(1.0 / 2.0)
+_F32_C3 = np.float32(1.0 / 6.0)
+_F32_C4 = np.float32(1.0 / 24.0)
+_F32_C5 = np.float32(1.0 / 120.0)
+_F32_C6 = np.float32(1.0 / 720.0)
+_F32_C7 = np.float32(1.0 / 5040.0)
+
+
+@_helper
+def _exp32(x):
+    """exp of a float32 (-inf -> 0, large -> inf), about 1 ulp."""
+    x = min(max(np.float32(x), _F32_LO), _F32_HI)
+    k = np.float32(np.floor(x * _F32_LOG2E + _F32_HALF))
+    r = _fma(-k, _F32_LN2_LO, _fma(-k, _F32_LN2_HI, x))
+    p = _F32_C7
+    p = p * r + _F32_C6
+    p = p * r + _F32_C5
+    p = p * r + _F32_C4
+    p = p * r + _F32_C3
+    p = p * r + _F32_C2
+    p = p * r + _F32_ONE
+    p = p * r + _F32_ONE
+    ki = np.int32(k)
+    k1 = ki >> 1  # 2**k as two factors: both normal even where 2**k is not
+    k2 = ki - k1
+    return p * _i32_as_f32((k1 + 127) << 23) * _i32_as_f32((k2 + 127) << 23)
+
+
+# --------------------------------------------------------------------------
+# float64 exp / expm1 / log / log1p
+#
+# Two precisions: "accurate" (about 1-2 ulp of float64) for float64 inputs
+# and for the kernels whose terms cancel (kl_div, gaussian_nll), and "draft"
+# (relative error below 1e-9, i.e. under 0.02 ulp of float32) for float32
+# inputs, where the float64 result is rounded to float32 once at the end.
+
+_LOG2E = 1.4426950408889634
+_LN2 = 0.6931471805599453
+_LN2_HI = 6.93147180369123816490e-01  # upper bits: k * hi is exact for |k| < 2**11
+_LN2_LO = 1.90821492927058770002e-10
+_SQRT_HALF = 0.70710678118654752440
+_ROUND_MAGIC = 6755399441055744.0  # 1.5 * 2**52
+_ROUND_MAGIC_BITS = 0x4338000000000000
+_EXP_MAGIC = 4503599627370496.0  # 2**52
+_EXP_MAGIC_BITS = 0x4330000000000000
+
+
+def _taylor(n):
+    """1/n!, ..., 1/2!, 1/1! (Horner order, highest first)."""
+    return tuple(1.0 / math.factorial(i) for i in range(n, 0, -1))
+
+
+def _atanh_series(n):
+    """1/(2n+1), ..., 1/5, 1/3 (Horner order): atanh(s) = s (1 + s^2 P(s^2))."""
+    return tuple(1.0 / (2 * i + 1) for i in range(n, 0, -1))
+
+
+_EXPM1_A = _taylor(13)  # |r| <= 0.347: 0.347**14 / 14! = 4e-18
+_EXPM1_D = _taylor(8)  # 0.347**9 / 9! = 2e-10
+_EXPM1_M = _taylor(10)  # 0.347**11 / 11! = 2.3e-13
+_EXPM1_SMALL_A = _taylor(18)  # |e| <= 1: 1 / 19! = 8e-18
+_EXPM1_SMALL_D = _taylor(12)  # 1 / 13! = 1.6e-10
+_ATANH_LOG_A = _atanh_series(11)  # |s| <= 0.1716: s**24 / 25 = 1e-20
+_ATANH_LOG_D = _atanh_series(5)  # s**12 / 13 = 5e-11
+_ATANH_LOG_M = _atanh_series(7)  # s**16 / 17 = 3e-14
+_ATANH_THIRD_A = _atanh_series(17)  # |s| <= 1/3: (1/9)**18 / 37 = 2e-19
+_ATANH_THIRD_D = _atanh_series(8)  # (1/9)**9 / 19 = 1.4e-10
+
+
+def _horner(coef, x):
+    """sum(coef[i] * x**(n-1-i)): Horner's scheme, unrolled at compile time."""
+    p = 0.0
+    for c in coef:
+        p = p * x + c
+    return p
+
+
+@overload(_horner, inline="always", jit_options={"fastmath": _KERNEL_FLAGS})
+def _horner_unrolled(coef, x):
+    # A loop over the coefficients would keep the kernel's loop from being
+    # the innermost one, and then LLVM does not vectorize it.
+    n = coef.count
+    lines = ["def impl(coef, x):", "    p = coef[0]"]
+    lines += [f"    p = p * x + coef[{i}]" for i in range(1, n)]
+    lines += ["    return p"]
+    scope: dict = {}
+    exec("\n".join(lines), scope)
+    return scope["impl"]
+
+
+@_helper
+def _expm1_core(x, coef):
+    """(2**k, expm1(r)) with x = k log 2 + r, |r| <= log(2)/2."""
+    x = min(max(x, -746.0), 710.0)
+    k = np.floor(x * _LOG2E + 0.5)
+    r = _fma(-k, _LN2_LO, _fma(-k, _LN2_HI, x))
+    em1 = r * _horner(coef, r)
+    # float -> int64 without cvttpd2qq (AVX-512 only): through the bits of
+    # k + 1.5 * 2**52, whose low bits hold k
+    ki = _f64_as_i64(k + _ROUND_MAGIC) - _ROUND_MAGIC_BITS
+    k1 = ki >> 1  # 2**k as two factors: both normal even where 2**k is not
+    k2 = ki - k1
+    return _i64_as_f64((k1 + 1023) << 52), _i64_as_f64((k2 + 1023) << 52), em1
+
+
+@_helper
+def _exp_a(x):
+    """exp(x) in float64 (-inf -> 0, large -> inf), about 1 ulp."""
+    s1, s2, em1 = _expm1_core(x, _EXPM1_A)
+    return (em1 + 1.0) * s1 * s2
+
+
+@_helper
+def _exp_d(x):
+    """exp(x) in float64 with a relative error below 1e-9."""
+    s1, s2, em1 = _expm1_core(x, _EXPM1_D)
+    return (em1 + 1.0) * s1 * s2
+
+
+@_helper
+def _exp_m(x):
+    """exp(x) in float64 with a relative error below 1e-12 (kl_div on float32)."""
+    s1, s2, em1 = _expm1_core(x, _EXPM1_M)
+    return (em1 + 1.0) * s1 * s2
+
+
+@_helper
+def _frexp_sqrt2(w):
+    """(e, m) with w = m * 2**e and m in [sqrt(1/2), sqrt(2)), for normal w > 0.
+
+    e is made a float through the bits of 2**52 + e (packed int64 -> float64
+    conversion is AVX-512 only and would not vectorize).
+    """
+    bits = _f64_as_i64(w)
+    e = _i64_as_f64(_EXP_MAGIC_BITS | ((bits >> 52) & 0x7FF)) - (_EXP_MAGIC + 1022.0)
+    m = _i64_as_f64((bits & 0x000FFFFFFFFFFFFF) | (1022 << 52))  # in [0.5, 1)
+    low = m < _SQRT_HALF
+    m = m * 2.0 if low else m
+    e = e - 1.0 if low else e
+    return e, m
+
+
+@_helper
+def _log_finish(x, e, s, coef):
+    """log(x) = e log 2 + 2 atanh(s) with s = (m - 1)/(m + 1) computed by the
+    caller (several quotients can then share one division)."""
+    s2 = s * s
+    r = e * _LN2_HI + (e * _LN2_LO + (2.0 * s + (2.0 * s) * (s2 * _horner(coef, s2))))
+    r = -np.inf if x == 0.0 else r
+    r = x if x == np.inf else r
+    return np.nan if not x >= 0.0 else r
+
+
+@_helper
+def _log_core(x, coef):
+    """log(x) for x >= 0 (0 -> -inf, inf -> inf, < 0 or nan -> nan)."""
+    e, m = _frexp_sqrt2(x)
+    return _log_finish(x, e, (m - 1.0) / (m + 1.0), coef)
+
+
+@_helper
+def _log_a(x):
+    return _log_core(x, _ATANH_LOG_A)
+
+
+@_helper
+def _log_d(x):
+    return _log_core(x, _ATANH_LOG_D)
+
+
+@_helper
+def _log1p_unit(u, coef):
+    """log1p(u) for u in [0, 1] as 2 atanh(u / (2 + u))."""
+    s = u / (2.0 + u)
+    s2 = s * s
+    return 2.0 * s + (2.0 * s) * (s2 * _horner(coef, s2))
+
+
+@_helper
+def _log1m_core(p, coef):
+    """log(1 - p) for p <= 1 (1 -> -inf), exact for tiny p as for p near 1."""
+    small = abs(p) < 0.25
+    w = 1.0 - p  # exact for p >= 0.5 (and float32 p); a few ulp below
+    e, m = _frexp_sqrt2(w)
+    num = -p if small else m - 1.0
+    den = 2.0 - p if small else m + 1.0
+    e = 0.0 if small else e
+    s = num / den
+    s2 = s * s
+    r = e * _LN2_HI + (e * _LN2_LO + (2.0 * s + (2.0 * s) * (s2 * _horner(coef, s2))))
+    r = -np.inf if w == 0.0 else r
+    return np.nan if not p <= 1.0 else r
+
+
+@_helper
+def _softplus_a(y):
+    """log(1 + exp(y)) = max(y, 0) + log1p(exp(-|y|)), float64, about 1 ulp."""
+    return max(y, 0.0) + _log1p_unit(_exp_a(-abs(y)), _ATANH_THIRD_A)
+
+
+@_helper
+def _softplus_d(y):
+    return max(y, 0.0) + _log1p_unit(_exp_d(-abs(y)), _ATANH_THIRD_D)
+
+
+@_helper
+def _logcosh_core(e, small_coef, exp_coef, third_coef):
+    """log(cosh(e)) for e = |error| >= 0.
+
+    Below 1: 2 atanh(tanh(e/2)^2) with tanh(e/2) = expm1(e) / (expm1(e) + 2)
+    (no cancellation, since log cosh e = log1p(2 sinh(e/2)^2)); from 1 on:
+    e - log 2 + log1p(exp(-2e)).
+    """
+    es = min(e, 1.0)
+    em1 = es * _horner(small_coef, es)
+    t = em1 / (em1 + 2.0)
+    s = t * t
+    s2 = s * s
+    near = 2.0 * s + (2.0 * s) * (s2 * _horner(third_coef, s2))
+    el = max(e, 1.0)
+    s1, s2_, em1l = _expm1_core(-2.0 * el, exp_coef)
+    far = (el - _LN2) + _log1p_unit((em1l + 1.0) * s1 * s2_, third_coef)
+    return near if e < 1.0 else far
+
+
+@_helper
+def _logcosh_a(e):
+    return _logcosh_core(e, _EXPM1_SMALL_A, _EXPM1_A, _ATANH_THIRD_A)
+
+
+@_helper
+def _logcosh_d(e):
+    return _logcosh_core(e, _EXPM1_SMALL_D, _EXPM1_D, _ATANH_THIRD_D)
+
+
+# --------------------------------------------------------------------------
+# compile-time dtype switch
+
+
+def _f32(a):
+    """True when ``a`` is a float32 array (a compile-time constant)."""
+    return a.dtype == np.float32
+
+
+@overload(_f32, inline="always")
+def _f32_const(a):
+    flag = a.dtype == types.float32
+    return lambda a: flag
+
+
+def _zero(a):
+    return a.dtype.type(0)
+
+
+@overload(_zero, inline="always")
+def _zero_typed(a):
+    if a.dtype == types.float32:
+        return lambda a: np.float32(0.0)
+    return lambda a: 0.0
+
+
+def _one(a):
+    return a.dtype.type(1)
+
+
+@overload(_one, inline="always")
+def _one_typed(a):
+    if a.dtype == types.float32:
+        return lambda a: np.float32(1.0)
+    return lambda a: 1.0
+
+
+def _exp_t(z):
+    """exp in the precision of z: ``_exp32`` for float32, ``_exp_a`` for float64."""
+    return math.exp(z)
+
+
+@overload(_exp_t, inline="always")
+def _exp_typed(z):
+    if z == types.float32:
+        return lambda z: _exp32(z)
+    return lambda z: _exp_a(z)
+
+
+def _exp_shift(v, m, z):
+    """exp(v - m) where ``z`` is ``v - m`` rounded to the dtype of ``v``."""
+    return math.exp(v - m)
+
+
+@overload(_exp_shift, inline="always")
+def _exp_shift_typed(v, m, z):
+    if z == types.float32:
+        # float32 rounds v - m by up to half an ulp of |v - m|, which exp turns
+        # into a relative error of several ulp in the tiny terms a confident
+        # row's loss is made of: the rounding error, exact in float64 (the
+        # difference of two float32 has at most 48 significant bits where it
+        # matters), corrects exp(z) to first order, exp(z + d) = exp(z)(1 + d).
+        def impl(v, m, z):
+            d = np.float32((np.float64(v) - np.float64(m)) - np.float64(z))
+            d = d if d == d else np.float32(0.0)  # v = -inf: inf - inf
+            e = _exp32(z)
+            return e + e * d
+
+        return impl
+    return lambda v, m, z: _exp_a(z)
+
+
+# --------------------------------------------------------------------------
+# row maximum (exact): integer max over order-preserving bit patterns, which
+# vectorizes where a float max reduction does not.
+
+
+@intrinsic
+def _f32_as_i32(typingctx, x):
+    sig = types.int32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
+@_helper
+def _rowmax32(row):
+    m = np.int32(-2147483648)
+    for c in range(row.size):
+        b = _f32_as_i32(np.float32(row[c]))
+        k = b ^ ((b >> 31) & np.int32(0x7FFFFFFF))
+        m = max(m, k)
+    return _i32_as_f32(m ^ ((m >> 31) & np.int32(0x7FFFFFFF)))
+
+
+@_helper
+def _rowmax64(row):
+    m = np.int64(-9223372036854775807 - 1)
+    for c in range(row.size):
+        b = _f64_as_i64(np.float64(row[c]))
+        k = b ^ ((b >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
+        m = max(m, k)
+    return _i64_as_f64(m ^ ((m >> 63) & np.int64(0x7FFFFFFFFFFFFFFF)))
+
+
+def _rowmax_t(row):
+    return row.max()
+
+
+@overload(_rowmax_t, inline="always")
+def _rowmax_typed(row):
+    if row.dtype == types.float32:
+        return lambda row: _rowmax32(row)
+    return lambda row: _rowmax64(row)
+
+
+# --------------------------------------------------------------------------
+# cross entropy and nll: one row of classes at a time
+
+CLASS_BLOCK = 256  # exps summed in the input dtype per block, blocks in float64
+
+
+@_exact_kernel
+def _ce_finish(rest, ties, zsum, score, n, smoothing):
+    """The loss of one row from its sums (its own function: without reassoc,
+    ``rest + (ties - 1)`` must not become ``(rest + ties) - 1``)."""
+    lse = math.log1p(rest + (ties - 1.0))
+    if smoothing > 0.0:
+        loss = lse - (1.0 - smoothing) * score - smoothing * (zsum / n)
+    else:
+        loss = lse - score
+    return np.nan if zsum != zsum else loss
+
+
+@_kernel
+def ce_index(x, idx, smoothing, out, r0, r1):
+    """Cross entropy of rows r0..r1 of x (rows x classes) with class indices.
+
+    Per row: (max - target) + log1p(sum of exp(x - max) over the entries
+    below the max + the number of other maxima), the exponentials summed in
+    the input dtype per block of CLASS_BLOCK and the blocks in float64.
+    """
+    n = x.shape[1]
+    zero = _zero(x)
+    one = _one(x)
+    for r in range(r0, r1):
+        row = x[r]
+        m = _rowmax_t(row)
+        rest = 0.0
+        ties = 0.0
+        zsum = 0.0
+        for b0 in range(0, n, CLASS_BLOCK):
+            b1 = min(b0 + CLASS_BLOCK, n)
+            s = zero
+            t = zero
+            zs = zero
+            for c in range(b0, b1):
+                z = row[c] - m
+                e = _exp_shift(row[c], m, z)
+                s += e if z < zero else zero
+                t += one if z == zero else zero
+                zs += z
+            rest += s
+            ties += t
+            zsum += zs
+        i = idx[r]
+        score = np.float64(row[i] - m) if 0 <= i < n else np.nan
+        out[r] = _ce_finish(rest, ties, zsum, score, n, smoothing)
+
+
+@_kernel
+def ce_probs(x, p, smoothing, out, r0, r1):
+    """Cross entropy of rows r0..r1 of x with class probabilities p
+    (0 * -inf counts 0)."""
+    n = x.shape[1]
+    zero = _zero(x)
+    one = _one(x)
+    for r in range(r0, r1):
+        row = x[r]
+        prow = p[r]
+        m = _rowmax_t(row)
+        rest = 0.0
+        ties = 0.0
+        zsum = 0.0
+        psum = 0.0
+        for b0 in range(0, n, CLASS_BLOCK):
+            b1 = min(b0 + CLASS_BLOCK, n)
+            s = zero
+            t = zero
+            zs = zero
+            ps = zero
+            for c in range(b0, b1):
+                z = row[c] - m
+                e = _exp_shift(row[c], m, z)
+                s += e if z < zero else zero
+                t += one if z == zero else zero
+                zs += z
+                q = prow[c]
+                ps += zero if q == zero else q * z
+            rest += s
+            ties += t
+            zsum += zs
+            psum += ps
+        out[r] = _ce_finish(rest, ties, zsum, psum, n, smoothing)
+
+
+@_kernel
+def nll(x, idx, out, r0, r1):
+    n = x.shape[1]
+    for r in range(r0, r1):
+        i = idx[r]
+        out[r] = -np.float64(x[r, i]) if 0 <= i < n else np.nan
+
+
+@_kernel
+def _block_sum(dst):
+    """float64 sum of a block (a call of its own: it may reassociate)."""
+    acc = 0.0
+    for j in range(dst.size):
+        acc += np.float64(dst[j])
+    return acc
+
+
+@_kernel
+def kl_div(x, t, out, r0, r1):
+    """sum(exp(t) (t - x)) per row in float64, 0 where t = -inf.
+
+    The terms cancel for near-equal distributions, so exp is good to 1e-12
+    (float32 inputs) or about 1 ulp of float64, and the sum is in float64.
+    """
+    n = x.shape[1]
+    f32 = _f32(x)
+    for r in range(r0, r1):
+        acc = 0.0
+        for c in range(n):
+            tc = np.float64(t[r, c])
+            e = _exp_m(tc) if f32 else _exp_a(tc)
+            term = e * (tc - np.float64(x[r, c]))
+            acc += 0.0 if tc == -np.inf else term
+        out[r] = acc
+
+
+@_kernel
+def cosine(a, b, eps, out, r0, r1):
+    """x1.x2 / max(|x1| |x2|, eps) per row, in float64 with scaled rows."""
+    n = a.shape[1]
+    for r in range(r0, r1):
+        sa = 1.0  # float32 squares cannot overflow or underflow in float64
+        sb = 1.0
+        if not _f32(a):
+            sa = 0.0
+            sb = 0.0
+            for c in range(n):
+                sa = max(sa, abs(a[r, c]))
+                sb = max(sb, abs(b[r, c]))
+            sa = sa if 0.0 < sa < np.inf else 1.0
+            sb = sb if 0.0 < sb < np.inf else 1.0
+        ia = 1.0 / sa
+        ib = 1.0 / sb
+        dot = 0.0
+        na = 0.0
+        nb = 0.0
+        for c in range(n):
+            u = np.float64(a[r, c]) * ia
+            v = np.float64(b[r, c]) * ib
+            dot += u * v
+            na += u * u
+            nb += v * v
+        norms = math.sqrt(na) * math.sqrt(nb)
+        if (norms * sa) * sb >= eps:
+            out[r] = dot / norms
+        elif eps > 0.0:
+            out[r] = dot * ((sa / eps) * sb)
+        else:
+            out[r] = 0.0
+
+
+@_helper
+def _distance(a, b, r, n, p, eps):
+    """(sum |a - b|^p + eps)^(1/p) along row r, p in {1, 2}, without overflow."""
+    c = 1.0  # float32 differences squared cannot overflow in float64
+    if not _f32(a):
+        c = 0.0
+        for k in range(n):
+            c = max(c, abs(a[r, k] - b[r, k]))
+        c = c if c < np.inf else 1.0
+        c = max(c, eps if p == 1.0 else math.sqrt(eps))
+        if c == 0.0:
+            return 0.0
+    ic = 1.0 / c
+    s = 0.0
+    if p == 1.0:
+        for k in range(n):
+            s += abs(np.float64(a[r, k]) - np.float64(b[r, k])) * ic
+        return c * (s + eps * ic)
+    for k in range(n):
+        d = (np.float64(a[r, k]) - np.float64(b[r, k])) * ic
+        s += d * d
+    return c * math.sqrt(s + (eps * ic) * ic)
+
+
+@_exact_kernel
+def _triplet_finish(d_pos, d_neg, margin):
+    return max((d_pos - d_neg) + margin, 0.0)
+
+
+@_kernel
+def triplet(a, pos, neg, p, margin, eps, out, r0, r1):
+    n = a.shape[1]
+    for r in range(r0, r1):
+        d_pos = _distance(a, pos, r, n, p, eps)
+        d_neg = _distance(a, neg, r, n, p, eps)
+        out[r] = _triplet_finish(d_pos, d_neg, margin)
+
+
+# --------------------------------------------------------------------------
+# elementwise losses: one body, specialised by a constant `kind`
+
+# --------------------------------------------------------------------------
+# elementwise losses
+
+
+@_helper
+def _e_bce_logits(f32, a, b, c, p0, p1):
+    """a: logit, b: target; t softplus(-x) + (1 - t) softplus(x), sharing
+    log1p(exp(-|x|)) between the two."""
+    if f32:
+        u = _log1p_unit(_exp_d(-abs(a)), _ATANH_THIRD_D)
+    else:
+        u = _log1p_unit(_exp_a(-abs(a)), _ATANH_THIRD_A)
+    return u + b * max(-a, 0.0) + (1.0 - b) * max(a, 0.0)
+
+
+@_helper
+def _e_bce_probs(f32, a, b, c, p0, p1):
+    """a: probability, b: target; logs floored at -100."""
+    if f32:
+        # log(p) and log(1 - p) with one division: 1/(d1 d2) gives both
+        e1, m1 = _frexp_sqrt2(a)
+        small = abs(a) < 0.25
+        w = 1.0 - a
+        e2, m2 = _frexp_sqrt2(w)
+        n2 = -a if small else m2 - 1.0
+        d2 = 2.0 - a if small else m2 + 1.0
+        e2 = 0.0 if small else e2
+        d1 = m1 + 1.0
+        r = 1.0 / (d1 * d2)
+        lp = _log_finish(a, e1, (m1 - 1.0) * d2 * r, _ATANH_LOG_D)
+        lq = _log_finish(w, e2, n2 * d1 * r, _ATANH_LOG_D)
+        lq = np.nan if not a <= 1.0 else lq
+    else:
+        lp = _log_a(a)
+        lq = _log1m_core(a, _ATANH_LOG_A)
+    return -(b * max(lp, -100.0) + (1.0 - b) * max(lq, -100.0))
+
+
+@_helper
+def _e_l1(f32, a, b, c, p0, p1):
+    return abs(a - b)
+
+
+@_helper
+def _e_mse(f32, a, b, c, p0, p1):
+    d = a - b
+    return d * d
+
+
+@_helper
+def _e_smooth_l1(f32, a, b, c, p0, p1):
+    """p0: beta > 0."""
+    d = abs(a - b)
+    dq = d if d < p0 else 0.0
+    return (0.5 / p0) * (dq * dq) if d < p0 else d - 0.5 * p0
+
+
+@_helper
+def _e_huber(f32, a, b, c, p0, p1):
+    """p0: delta."""
+    d = abs(a - b)
+    q = min(d, p0)
+    return 0.5 * (q * q) + p0 * (d - q)
+
+
+@_helper
+def _e_log_cosh(f32, a, b, c, p0, p1):
+    return _logcosh_d(abs(a - b)) if f32 else _logcosh_a(abs(a - b))
+
+
+@_helper
+def _e_hinge(f32, a, b, c, p0, p1):
+    return max(1.0 - a * b, 0.0)
+
+
+@_helper
+def _e_margin_ranking(f32, a, b, c, p0, p1):
+    """a, b: inputs1, inputs2; c: targets; p0: margin."""
+    return max(p0 - c * (a - b), 0.0)
+
+
+@_helper
+def _e_gaussian_nll(f32, a, b, c, p0, p1):
+    """a: mean, b: sample, c: variance; p0: eps; p1: constant added."""
+    v = max(c, p0)
+    d = b - a
+    if f32:
+        # log(v) (to 3e-14) and d^2 / v with one division: 1/(v (m + 1))
+        e, m = _frexp_sqrt2(v)
+        dm = m + 1.0
+        r = 1.0 / (dm * v)
+        log_v = _log_finish(v, e, (m - 1.0) * v * r, _ATANH_LOG_M)
+        return 0.5 * (log_v + (d * d) * (dm * r)) + p1
+    return 0.5 * (_log_a(v) + (d * d) / v) + p1
+
+
+# The elementwise kernels below share one shape (written out, not generated
+# at run time, so that numba can cache them): blocks b0..b1 of BLOCK
+# elements; each loss goes into ``out`` (the input dtype) when it is not
+# empty, else into a block buffer of that dtype whose float64 sum goes into
+# ``part[b]`` -- as the generic path rounds each loss to the input dtype and
+# then sums in float64.
+
+
+@_exact_kernel
+def bce_logits(x, y, w, out, part, b0, b1):
+    n = x.size
+    f32 = _f32(x)
+    none = out.size > 0
+    buf = np.empty(0 if none else BLOCK, dtype=x.dtype)
+    for b in range(b0, b1):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        dst = out[lo:hi] if none else buf[: hi - lo]
+        for i in range(lo, hi):
+            dst[i - lo] = _e_bce_logits(f32, np.float64(x[i]), np.float64(y[i]), 0.0, 0.0, 0.0)
+        if w.size > 0:
+            for i in range(lo, hi):
+                dst[i - lo] = dst[i - lo] * w[i]
+        if not none:
+            part[b] = _block_sum(dst)
+
+
+@_exact_kernel
+def bce_probs(x, y, w, out, part, b0, b1):
+    n = x.size
+    f32 = _f32(x)
+    none = out.size > 0
+    buf = np.empty(0 if none else BLOCK, dtype=x.dtype)
+    for b in range(b0, b1):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        dst = out[lo:hi] if none else buf[: hi - lo]
+        for i in range(lo, hi):
+            dst[i - lo] = _e_bce_probs(f32, np.float64(x[i]), np.float64(y[i]), 0.0, 0.0, 0.0)
+        if w.size > 0:
+            for i in range(lo, hi):
+                dst[i - lo] = dst[i - lo] * w[i]
+        if not none:
+            part[b] = _block_sum(dst)
+
+
+@_kernel
+def l1(x, y, out, part, b0, b1):
+    # nothing to cancel in this formula: reassoc is safe, so the block sums
+    # are accumulated directly (vectorized) in float64
+    n = x.size
+    f32 = _f32(x)
+    for b in range(b0, b1):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        if out.size > 0:
+            for i in range(lo, hi):
+                out[i] = _e_l1(f32, np.float64(x[i]), np.float64(y[i]), 0.0, 0.0, 0.0)
+        else:
+            acc = 0.0
+            for i in range(lo, hi):
+                acc += _e_l1(f32, np.float64(x[i]), np.float64(y[i]), 0.0, 0.0, 0.0)
+            part[b] = acc
+
+
+@_kernel
+def mse(x, y, out, part, b0, b1):
+    # nothing to cancel in this formula: reassoc is safe, so the block sums
+    # are accumulated directly (vectorized) in float64
+    n = x.size
+    f32 = _f32(x)
+    for b in range(b0, b1):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        if out.size > 0:
+            for i in range(lo, hi):
+                out[i] = _e_mse(f32, np.float64(x[i]), np.float64(y[i]), 0.0, 0.0, 0.0)
+        else:
+            acc = 0.0
+            for i in range(lo, hi):
+                acc += _e_mse(f32, np.float64(x[i]), np.float64(y[i]), 0.0, 0.0, 0.0)
+            part[b] = acc
+
+
+@_kernel
+def smooth_l1(x, y, beta, out, part, b0, b1):
+    # nothing to cancel in this formula: reassoc is safe, so the block sums
+    # are accumulated directly (vectorized) in float64
+    n = x.size
+    f32 = _f32(x)
+    for b in range(b0, b1):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        if out.size > 0:
+            for i in range(lo, hi):
+                out[i] = _e_smooth_l1(f32, np.float64(x[i]), np.float64(y[i]), 0.0, beta, 0.0)
+        else:
+            acc = 0.0
+            for i in range(lo, hi):
+                acc += _e_smooth_l1(f32, np.float64(x[i]), np.float64(y[i]), 0.0, beta, 0.0)
+            part[b] = acc
+
+
+@_exact_kernel
+def huber(x, y, delta, out, part, b0, b1):
+    n = x.size
+    f32 = _f32(x)
+    none = out.size > 0
+    buf = np.empty(0 if none else BLOCK, dtype=x.dtype)
+    for b in range(b0, b1):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        dst = out[lo:hi] if none else buf[: hi - lo]
+        for i in range(lo, hi):
+            dst[i - lo] = _e_huber(f32, np.float64(x[i]), np.float64(y[i]), 0.0, delta, 0.0)
+        if not none:
+            part[b] = _block_sum(dst)
+
+
+@_exact_kernel
+def log_cosh(x, y, out, part, b0, b1):
+    n = x.size
+    f32 = _f32(x)
+    none = out.size > 0
+    buf = np.empty(0 if none else BLOCK, dtype=x.dtype)
+    for b in range(b0, b1):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        dst = out[lo:hi] if none else buf[: hi - lo]
+        for i in range(lo, hi):
+            dst[i - lo] = _e_log_cosh(f32, np.float64(x[i]), np.float64(y[i]), 0.0, 0.0, 0.0)
+        if not none:
+            part[b] = _block_sum(dst)
+
+
+@_kernel
+def hinge(x, y, out, part, b0, b1):
+    # nothing to cancel in this formula: reassoc is safe, so the block sums
+    # are accumulated directly (vectorized) in float64
+    n = x.size
+    f32 = _f32(x)
+    for b in range(b0, b1):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        if out.size > 0:
+            for i in range(lo, hi):
+                out[i] = _e_hinge(f32, np.float64(x[i]), np.float64(y[i]), 0.0, 0.0, 0.0)
+        else:
+            acc = 0.0
+            for i in range(lo, hi):
+                acc += _e_hinge(f32, np.float64(x[i]), np.float64(y[i]), 0.0, 0.0, 0.0)
+            part[b] = acc
+
+
+@_exact_kernel
+def margin_ranking(x, y, z, margin, out, part, b0, b1):
+    n = x.size
+    f32 = _f32(x)
+    none = out.size > 0
+    buf = np.empty(0 if none else BLOCK, dtype=x.dtype)
+    for b in range(b0, b1):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        dst = out[lo:hi] if none else buf[: hi - lo]
+        for i in range(lo, hi):
+            dst[i - lo] = _e_margin_ranking(
+                f32, np.float64(x[i]), np.float64(y[i]), np.float64(z[i]), margin, 0.0
+            )
+        if not none:
+            part[b] = _block_sum(dst)
+
+
+@_exact_kernel
+def gaussian_nll(x, y, z, eps, const, out, part, b0, b1):
+    n = x.size
+    f32 = _f32(x)
+    none = out.size > 0
+    buf = np.empty(0 if none else BLOCK, dtype=x.dtype)
+    for b in range(b0, b1):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        dst = out[lo:hi] if none else buf[: hi - lo]
+        for i in range(lo, hi):
+            dst[i - lo] = _e_gaussian_nll(
+                f32, np.float64(x[i]), np.float64(y[i]), np.float64(z[i]), eps, const
+            )
+        if not none:
+            part[b] = _block_sum(dst)
