@@ -365,3 +365,16 @@ def test_jit_and_dask(rng) -> None:
     )
     assert isinstance(lazy, da.Array)
     np.testing.assert_allclose(lazy.compute(), ref, rtol=2e-6)
+
+
+def test_binary_cross_entropy_gradient_of_confident_logits(grad_xp) -> None:
+    """d/dx of BCE-with-logits is sigmoid(x) - t, tiny but not 0 for confident
+    logits (MLX's own logaddexp(0, x) gradient returns 0 at x = -30)."""
+    x = np.array([-30.0, 30.0, 10.0, -10.0, 0.5], np.float32)
+    t = np.array([0.0, 1.0, 1.0, 0.0, 1.0], np.float32)
+    tt = grad_xp.asarray(t)
+    got = grad_xp.grad(lambda v: anyloss.binary_cross_entropy(v, tt, reduction="sum"), x)
+    x64 = x.astype(np.float64)
+    expected = 1 / (1 + np.exp(-x64)) - t  # computed as exp(x)/(1+exp(x)) - t is exact here
+    expected[1:3] = -np.exp(-x64[1:3]) / (1 + np.exp(-x64[1:3]))  # 1 - sigmoid, no cancellation
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
