@@ -18,6 +18,7 @@ from ._checks import Reduction
 from ._classification import binary_cross_entropy, cross_entropy, hinge_loss, nll_loss
 from ._distributions import kl_div_loss
 from ._embedding import cosine_similarity_loss, margin_ranking_loss, triplet_loss
+from ._focal import sigmoid_focal_loss, softmax_focal_loss
 from ._regression import (
     gaussian_nll_loss,
     huber_loss,
@@ -26,6 +27,7 @@ from ._regression import (
     mse_loss,
     smooth_l1_loss,
 )
+from ._segmentation import dice_loss
 
 try:
     __version__ = version("anyloss")
@@ -36,6 +38,7 @@ __all__ = [
     "AxisError",
     "Reduction",
     "__version__",
+    # the 14 losses of mlx.nn.losses (also in anyloss.losses)
     "binary_cross_entropy",
     "cosine_similarity_loss",
     "cross_entropy",
@@ -51,4 +54,8 @@ __all__ = [
     "nll_loss",
     "smooth_l1_loss",
     "triplet_loss",
+    # beyond MLX
+    "dice_loss",
+    "sigmoid_focal_loss",
+    "softmax_focal_loss",
 ]
