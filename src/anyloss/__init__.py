@@ -16,6 +16,7 @@ from . import losses
 from ._backend import AxisError
 from ._checks import Reduction
 from ._classification import binary_cross_entropy, cross_entropy, hinge_loss, nll_loss
+from ._contrastive import info_nce_loss, nt_xent_loss
 from ._distributions import kl_div_loss
 from ._embedding import cosine_similarity_loss, margin_ranking_loss, triplet_loss
 from ._focal import sigmoid_focal_loss, softmax_focal_loss
@@ -56,6 +57,8 @@ __all__ = [
     "triplet_loss",
     # beyond MLX
     "dice_loss",
+    "info_nce_loss",
+    "nt_xent_loss",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
 ]
