@@ -20,6 +20,8 @@ from ._contrastive import info_nce_loss, nt_xent_loss
 from ._distributions import kl_div_loss
 from ._embedding import cosine_similarity_loss, margin_ranking_loss, triplet_loss
 from ._focal import sigmoid_focal_loss, softmax_focal_loss
+from ._margin import cosine_embedding_loss, multiclass_hinge_loss, squared_hinge_loss
+from ._poisson import poisson_nll_loss
 from ._regression import (
     gaussian_nll_loss,
     huber_loss,
@@ -56,9 +58,13 @@ __all__ = [
     "smooth_l1_loss",
     "triplet_loss",
     # beyond MLX
+    "cosine_embedding_loss",
     "dice_loss",
     "info_nce_loss",
+    "multiclass_hinge_loss",
     "nt_xent_loss",
+    "poisson_nll_loss",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
+    "squared_hinge_loss",
 ]

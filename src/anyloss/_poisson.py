@@ -1,0 +1,153 @@
+"""Count regression: Poisson negative log likelihood."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._backend import Backend, resolve
+from ._checks import Reduction, check_reduction, float_arg, number, public, same_shape
+from ._reduction import reduce
+
+__all__ = [
+    "poisson_nll_loss",
+]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+# Taylor coefficients of expm1(d) - d = d^2 (1/2! + d/3! + d^2/4! + ...)
+_EXPM1_MINUS = tuple(1.0 / math.factorial(k) for k in range(2, 12))
+# q - log1p(q) = q s - 2 s^3 (1/3 + s^2/5 + s^4/7 + ...), s = q / (2 + q)
+_ATANH = tuple(1.0 / k for k in range(3, 16, 2))
+
+
+def _horner(be: Backend, z: Any, coefficients: tuple[float, ...]) -> Any:
+    acc = be.scalar(coefficients[-1], z.dtype)
+    for c in reversed(coefficients[:-1]):
+        acc = acc * z + c
+    return acc
+
+
+def _expm1_minus(be: Backend, d: Any) -> Any:
+    """``expm1(d) - d``; a series where the subtraction would cancel (float32)."""
+    xp = be.xp
+    direct = xp.expm1(d) - d
+    if be.wide == getattr(xp, "float64", None):
+        return direct  # float32 inputs: the cancellation is far below float32 rounding
+    small = xp.abs(d) < be.scalar(0.5, d.dtype)
+    ds = xp.where(small, d, be.scalar(0.0, d.dtype))
+    return xp.where(small, ds * ds * _horner(be, ds, _EXPM1_MINUS), direct)
+
+
+def _minus_log1p(be: Backend, q: Any, log_ratio: Any) -> Any:
+    """``q - log1p(q)``, given ``log_ratio = log1p(q)`` computed apart.
+
+    Near ``q = 0`` the subtraction cancels: ``log1p`` (float64) or a series
+    (float32). Away from it ``log_ratio`` is used, since ``1 + q`` loses a
+    tiny rate ``(lambda + eps) / t`` entirely (``q = -1`` in float32).
+    """
+    xp = be.xp
+    small = xp.abs(q) < be.scalar(0.5, q.dtype)
+    qs = xp.where(small, q, be.scalar(0.0, q.dtype))
+    if be.wide == getattr(xp, "float64", None):
+        near = qs - xp.log1p(qs)  # float32 inputs: far below float32 rounding
+    else:
+        s = qs / (2.0 + qs)
+        near = qs * s - 2.0 * (s * s * s) * _horner(be, s * s, _ATANH)
+    return xp.where(small, near, q - log_ratio)
+
+
+@public
+def poisson_nll_loss(
+    inputs: Any,
+    targets: Any,
+    log_input: bool = True,
+    full: bool = False,
+    eps: float = 1e-8,
+    reduction: Reduction = "mean",
+) -> Any:
+    r"""Compute the negative log likelihood of a Poisson distribution.
+
+    With ``log_input=True`` the inputs are log-rates :math:`x`, otherwise
+    rates :math:`\lambda`:
+
+    .. math::
+
+        \ell = e^{x} - t x
+        \qquad \text{or} \qquad
+        \ell = \lambda - t \log(\lambda + \epsilon),
+
+    as ``torch.nn.functional.poisson_nll_loss``. ``full=True`` adds the
+    Stirling approximation of :math:`\log t!`,
+    :math:`t \log t - t + \frac12 \log(2 \pi t)`, for :math:`t > 1` (and
+    nothing for :math:`t \le 1`, as PyTorch does). With it the loss is
+    evaluated as :math:`t\,(e^{d} - 1 - d) + \frac12 \log(2 \pi t)`,
+    :math:`d = x - \log t` (rates: :math:`t\,(q - \log(1 + q)) - \epsilon +
+    \frac12 \log(2 \pi t)`, :math:`q = (\lambda + \epsilon - t) / t`), the same
+    value without the cancellation of its large terms near the minimum; all in
+    float64 where the array library has it. A target of exactly 0 contributes
+    no :math:`t x` term, even where :math:`x = -\infty`.
+
+    ``keras.losses.poisson(t, p)`` (mean over the last axis, epsilon ``1e-7``)
+    is ``poisson_nll_loss(p, t, log_input=False, eps=1e-7, reduction="none")
+    .mean(axis=-1)``.
+
+    Args:
+        inputs: Log-rates (``log_input=True``) or rates.
+        targets: Observed counts, with the shape of ``inputs``.
+        log_input: Whether ``inputs`` are log-rates. Default: ``True``.
+        full: Whether to add the Stirling term. Default: ``False``.
+        eps: Added to the rate inside the logarithm when ``log_input=False``,
+            ``> 0``. Default: ``1e-8``.
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'mean'``.
+
+    Returns:
+        The Poisson NLL, in the array library and dtype of ``inputs``.
+
+    Raises:
+        ValueError: ``inputs`` and ``targets`` of different shapes,
+            ``eps <= 0``, an unknown reduction.
+
+    Examples:
+        >>> import numpy as np
+        >>> import anyloss
+        >>> x = np.log(np.array([1.0, 2.0, 4.0], dtype=np.float32))
+        >>> t = np.array([1.0, 2.0, 8.0], dtype=np.float32)
+        >>> anyloss.poisson_nll_loss(x, t, reduction="none")
+        array([ 1.        ,  0.61370564, -7.090355  ], dtype=float32)
+        >>> anyloss.poisson_nll_loss(x, t, full=True, reduction="none")
+        array([1.       , 1.2655121, 3.5038367], dtype=float32)
+        >>> anyloss.poisson_nll_loss(np.exp(x), t, log_input=False)
+        array(-1.8255498, dtype=float32)
+    """
+    func = "poisson_nll_loss"
+    check_reduction(func, reduction)
+    eps = number(func, "eps", eps, low=0.0, low_open=True)
+    be = resolve(func, ("inputs", inputs), ("targets", targets))
+    xp = be.xp
+    wide = be.wide
+    x = float_arg(be, func, "inputs", inputs, wide)
+    t = float_arg(be, func, "targets", targets, wide)
+    same_shape(func, ("inputs", x), ("targets", t))
+    zero, one = be.scalar(0.0, wide), be.scalar(1.0, wide)
+    # t = 0 contributes no t * x (t * log(rate)) term: masking the factor too
+    # keeps 0 * inf out of the value, the gradient and Dask's warnings
+    absent = t == zero
+    if log_input:
+        tx = xp.where(absent, zero, t * xp.where(absent, zero, x))
+        loss = xp.exp(x) - tx
+    else:
+        log_rate = xp.log(xp.where(absent, one, x + eps))  # absent: t = 0 < 1, unused below
+        loss = x - xp.where(absent, zero, t * log_rate)
+    if not full:
+        return reduce(be, loss, reduction)
+    big = t > one
+    tb = xp.where(big, t, be.scalar(2.0, wide))  # the t <= 1 entries are not used
+    log_t = xp.log(tb)
+    if log_input:
+        scaled = tb * _expm1_minus(be, x - log_t)
+    else:
+        q = ((x - tb) + eps) / tb
+        scaled = tb * _minus_log1p(be, q, log_rate - log_t) - eps
+    with_stirling = scaled + (0.5 * log_t + _HALF_LOG_2PI)
+    return reduce(be, xp.where(big, with_stirling, loss), reduction)
