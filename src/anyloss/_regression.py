@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from ._backend import resolve
@@ -46,6 +47,16 @@ def _pair(
     return be, p, t
 
 
+def _torch_native(be: Any, name: str, p: Any, t: Any, reduction: str, **kw: float) -> Any:
+    """``torch.nn.functional.<name>`` where it computes exactly our formula in
+    one fused kernel (forward and backward), else None. Inputs of one shape only
+    (torch warns when it broadcasts)."""
+    if be.name != "torch" or p.shape != t.shape:
+        return None
+    functional = sys.modules["torch"].nn.functional
+    return be.finish(getattr(functional, name)(p, t, reduction=reduction, **kw))
+
+
 @public
 def l1_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> Any:
     r"""Compute the L1 (mean absolute error) loss.
@@ -73,6 +84,8 @@ def l1_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> An
     be, p, t = _pair(func, predictions, targets, ("predictions", "targets"))
     same_shape(func, ("predictions", p), ("targets", t))
     out = fast(be, func, reduction, predictions=p, targets=t)
+    if out is None:
+        out = _torch_native(be, "l1_loss", p, t, reduction)
     if out is not None:
         return out
     return reduce(be, be.xp.abs(p - t), reduction)
@@ -105,6 +118,8 @@ def mse_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> A
     be, p, t = _pair(func, predictions, targets, ("predictions", "targets"))
     same_shape(func, ("predictions", p), ("targets", t))
     out = fast(be, func, reduction, predictions=p, targets=t)
+    if out is None:
+        out = _torch_native(be, "mse_loss", p, t, reduction)
     if out is not None:
         return out
     d = p - t
@@ -150,6 +165,8 @@ def smooth_l1_loss(
     be, p, t = _pair(func, predictions, targets, ("predictions", "targets"))
     same_shape(func, ("predictions", p), ("targets", t))
     out = fast(be, func, reduction, predictions=p, targets=t, beta=beta)
+    if out is None:
+        out = _torch_native(be, "smooth_l1_loss", p, t, reduction, beta=beta)
     if out is not None:
         return out
     xp = be.xp
@@ -202,6 +219,8 @@ def huber_loss(
     be, x, t = _pair(func, inputs, targets, ("inputs", "targets"))
     broadcast_shape(func, ("inputs", x), ("targets", t))
     out = fast(be, func, reduction, inputs=x, targets=t, delta=delta)
+    if out is None and delta > 0:
+        out = _torch_native(be, "huber_loss", x, t, reduction, delta=delta)
     if out is not None:
         return out
     xp = be.xp
