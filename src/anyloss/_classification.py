@@ -80,24 +80,28 @@ def _weighted(be: Backend, func: str, loss: Any, weights: Any) -> Any:
 
 
 def _shifted_logsumexp(be: Backend, z: Any, axis: int) -> Any:
-    """``logsumexp(z)`` along ``axis`` for ``z = x - max(x)``, as ``log1p(rest)``.
+    """``logsumexp(z)`` along ``axis`` for ``z = x - max(x)``.
 
-    ``rest`` is the sum of ``exp(z)`` over every entry but one maximum (other
-    maxima count 1 each, exactly). Summing it apart from the leading 1 keeps
-    every bit of a small ``rest``: ``log(1 + rest)`` would round ``1 + rest``
-    to 1 once the top logit leads by more than ~17 in float32.
+    With a single maximum, ``sum(exp(z)) = 1 + rest`` (``rest``: the terms
+    below the maximum), and ``log1p(rest)`` keeps every bit of a small
+    ``rest`` that ``log(1 + rest)`` would round away once the top logit leads
+    by more than ~17 in float32. With several maxima the sum is at least 2
+    and its plain logarithm is exact to an ulp; which case a row is in is read
+    off the two sums (their difference is the number of maxima), so no pass
+    counts the ties.
     """
     xp = be.xp
     e = xp.exp(z)
-    below = z < be.scalar(0.0, z.dtype)
-    rest = xp.sum(xp.where(below, e, be.scalar(0.0, z.dtype)), axis=axis)
-    ties = (z.shape[axis] - 1) - xp.sum(be.cast(below, z.dtype), axis=axis)
-    exact = xp.log1p(rest + ties)
+    zero = be.scalar(0.0, z.dtype)
+    total = xp.sum(e, axis=axis)
+    rest = xp.sum(xp.where(z < zero, e, zero), axis=axis)
+    single = total - rest < be.scalar(1.5, z.dtype)
+    plain = xp.log(total)
+    exact = xp.where(single, xp.log1p(rest), plain)
     if not be.differentiable:
         return exact
     # The value is `exact`; the gradient is that of log(sum(exp(z))), i.e.
     # softmax (ties included), which autodiff gets cheaply and exactly.
-    plain = xp.log(xp.sum(e, axis=axis))
     return plain + be.stop_gradient(exact - plain)
 
 
