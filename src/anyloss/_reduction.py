@@ -3,9 +3,10 @@
 Where the library has float64 (NumPy, CuPy, Dask, array-api-strict, JAX with
 x64) the sum is accumulated in float64. PyTorch (cascaded sums on the CPU, a
 tree on GPUs) and XLA (a tree) already sum float32 to within about an ulp, so
-torch and JAX without x64 use their own sums. MLX's CPU sum runs one element after another in float32 and drifts by
-``n * eps``; there a pairwise sum with an error-free transformation (TwoSum) at
-every level keeps the result within a few ulp at any length.
+torch and JAX without x64 use their own sums. MLX's CPU sum runs one element
+after another in float32 and drifts by ``n * eps``; there a pairwise sum with an
+error-free transformation (TwoSum) at every level keeps the result within a few
+ulp at any length.
 """
 
 from __future__ import annotations
