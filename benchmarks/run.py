@@ -257,8 +257,8 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     for r in results:
         fwd = r["forward"]
         best = fastest(fwd, PEERS)
-        ours = "kernel" if "kernel" in fwd else "anyloss"
-        if best is None:
+        ours = "anyloss"
+        if best is None or ours not in fwd:
             continue
         ratios[r["loss"]] = fwd[ours]["median"] / best[1]
     geo = math.exp(sum(math.log(v) for v in ratios.values()) / len(ratios)) if ratios else None
@@ -282,7 +282,11 @@ def print_tables(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         + " | ".join(FORWARD)
         + " | best peer | ours / best peer | ours / one-pass |"
     )
-    lines += ["Forward, median ms (ours = kernel where one applies, else anyloss):", ""]
+    lines += [
+        "Forward, median ms (ours = the public anyloss function on NumPy arrays; "
+        "kernel = the fused kernel it calls, without the argument checks):",
+        "",
+    ]
     lines += [head, "|" + "---|" * (len(FORWARD) + 5)]
     for r in results:
         fwd = r["forward"]
@@ -290,10 +294,12 @@ def print_tables(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
             continue
         cells = [ms(fwd[n]["median"]) if n in fwd else "-" for n in FORWARD]
         best = fastest(fwd, PEERS)
-        ours = "kernel" if "kernel" in fwd else "anyloss"
-        ratio = f"{fwd[ours]['median'] / best[1]:.2f}" if best else "-"
+        ours = "anyloss"
+        ratio = f"{fwd[ours]['median'] / best[1]:.2f}" if best and ours in fwd else "-"
         vs_pass = (
-            f"{fwd[ours]['median'] / fwd['one-pass']['median']:.1f}" if "one-pass" in fwd else "-"
+            f"{fwd[ours]['median'] / fwd['one-pass']['median']:.1f}"
+            if "one-pass" in fwd and ours in fwd
+            else "-"
         )
         lines.append(
             f"| {r['loss']} | {r['shape']} | "
@@ -380,6 +386,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--cold", action="store_true", help="measure cold first-call latency")
     ap.add_argument("--json", type=Path, default=None, help="write results here")
     ap.add_argument("--plot", type=Path, default=None, help="write a bar chart (PNG)")
+    ap.add_argument(
+        "--md", type=Path, default=None, help="write the tables as Markdown (with the machine)"
+    )
     args = ap.parse_args(argv)
 
     libs = {lib.strip() for lib in args.libs.split(",") if lib.strip()}
@@ -437,7 +446,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.plot:
         plot(results, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
+    if args.md:
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text(markdown(meta, table, argv), encoding="utf-8")
+        print(f"wrote {args.md}", file=sys.stderr)
     return out
+
+
+def markdown(meta: dict[str, Any], table: str, argv: list[str] | None) -> str:
+    """The tables with the command and the machine they were measured on."""
+    command = " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
+    start, end = meta["loadavg_start"], meta.get("loadavg_end") or (float("nan"),)
+    lines = [
+        f"Measured {meta['date']} with `{command}` on {machine_name()} "
+        f"({meta['cpus']} CPUs; Python {meta['python']}, NumPy {meta['numpy']}; "
+        f"load average {start[0]:.2f} at the start, {end[0]:.2f} at the end).",
+        "",
+        table,
+    ]
+    if "cold" in meta:
+        c = meta["cold"]
+        lines += [
+            "",
+            f"Cold first call of a kernel in a new process: {c['first_call_compile_s']:.1f} s "
+            f"when numba compiles it, {c['first_call_cached_s'] * 1e3:.0f} ms from the disk "
+            f"cache; `import anyloss` {c['import_anyloss_s'] * 1e3:.0f} ms (imports numba: "
+            f"{'yes' if c['import_pulls_numba'] else 'no'}).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def machine_name() -> str:
+    """The CPU model (Linux), else the platform's machine name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 if __name__ == "__main__":
