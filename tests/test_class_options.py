@@ -378,3 +378,19 @@ def test_binary_cross_entropy_gradient_of_confident_logits(grad_xp) -> None:
     expected = 1 / (1 + np.exp(-x64)) - t  # computed as exp(x)/(1+exp(x)) - t is exact here
     expected[1:3] = -np.exp(-x64[1:3]) / (1 + np.exp(-x64[1:3]))  # 1 - sigmoid, no cancellation
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_binary_cross_entropy_float64_keeps_float64_accuracy(xp) -> None:
+    """Wrong-way logits of 20..36 in float64: the loss x + log1p(exp(-x)) keeps
+    its 1e-9..1e-16 part (a softplus that returns x above 20 would drop it)."""
+    if not xp.has_float64:
+        pytest.skip(f"{xp.name} has no float64")
+    x = np.array([20.5, 25.0, 30.0, -33.0, 36.0])
+    t = np.array([0.0, 0.0, 0.0, 1.0, 0.0])
+    got = xp.to_numpy(anyloss.binary_cross_entropy(xp.asarray(x), xp.asarray(t), reduction="none"))
+    with mpmath.workdps(50):
+        true = [
+            float(mpmath.log1p(mpmath.exp(mpmath.mpf(v))) - mpmath.mpf(v) * w)
+            for v, w in zip(x.tolist(), t.tolist(), strict=True)
+        ]
+    np.testing.assert_allclose(got, true, rtol=4 * np.finfo(np.float64).eps)
