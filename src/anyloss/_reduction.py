@@ -62,7 +62,9 @@ def _total(be: Backend, loss: Any) -> Any:
     n = math.prod(loss.shape)
     plain = xp.sum(loss)
     exact = _compensated_sum(xp, xp.reshape(be.stop_gradient(loss), (n,)), n)
-    return plain + be.stop_gradient(exact - plain)
+    # an inf or NaN total is the plain one (TwoSum turns inf into inf - inf)
+    correction = xp.where(xp.isfinite(plain), exact - plain, be.scalar(0.0, plain.dtype))
+    return plain + be.stop_gradient(correction)
 
 
 def reduce(be: Backend, loss: Any, reduction: str, denominator: Any = None) -> Any:
