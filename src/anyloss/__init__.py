@@ -31,6 +31,7 @@ from ._regression import (
     smooth_l1_loss,
 )
 from ._segmentation import dice_loss
+from ._sequence import ctc_loss
 
 try:
     __version__ = version("anyloss")
@@ -59,6 +60,7 @@ __all__ = [
     "triplet_loss",
     # beyond MLX
     "cosine_embedding_loss",
+    "ctc_loss",
     "dice_loss",
     "info_nce_loss",
     "multiclass_hinge_loss",
