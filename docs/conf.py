@@ -5,9 +5,10 @@ Build (from the repository root; warnings are errors):
     python -m sphinx -W --keep-going -b html docs docs/_build/html
     python -m sphinx -W --keep-going -b doctest docs docs/_build/doctest
 
-Loss plots, the porting sections and the accuracy/benchmark includes are
-written into docs/_generated/ at build time by the local extension
-``anyloss_docs`` (docs/_ext/).
+Loss plots, the porting sections (from porting_examples.py and
+porting_beyond.py) and the accuracy/benchmark includes are written into
+docs/_generated/ at build time by the local extension ``anyloss_docs``
+(docs/_ext/).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 
 DOCS = pathlib.Path(__file__).resolve().parent
 sys.path[:0] = [str(DOCS / "_ext"), str(DOCS)]
-os.environ.setdefault("KERAS_BACKEND", "jax")  # only porting_examples would import keras
+os.environ.setdefault("KERAS_BACKEND", "jax")  # only the porting examples import keras
 
 import anyloss  # noqa: E402
 

@@ -1093,7 +1093,9 @@ TRIP_UPS: dict[str, list[str]] = {
     "cross_entropy": [
         "MLX returns one value per example (``reduction='none'``); PyTorch averages.",
         "PyTorch's ``weight`` holds one weight per *class*; MLX's ``weights`` one per "
-        "*example*. Keras takes probabilities unless ``from_logits=True``.",
+        "*example*; anyloss's keyword-only ``class_weights`` is PyTorch's ``weight`` "
+        "(:ref:`porting-class_weights`). Keras takes probabilities unless "
+        "``from_logits=True``.",
         "PyTorch puts the classes on dimension 1, the others on the last axis: pass "
         "``axis=1`` for ``(N, C, d1, ...)`` inputs ported from PyTorch.",
     ],
@@ -1105,7 +1107,8 @@ TRIP_UPS: dict[str, list[str]] = {
     ],
     "nll_loss": [
         "MLX does not reduce by default; PyTorch averages. PyTorch skips targets equal "
-        "to ``ignore_index`` (-100); anyloss rejects out-of-range indices.",
+        "to ``ignore_index`` (-100 by default); anyloss rejects out-of-range indices "
+        "unless it is given ``ignore_index=-100`` (:ref:`porting-ignore_index`).",
     ],
     "hinge_loss": [
         "``torch.nn.functional.hinge_embedding_loss`` is *not* this loss.",

@@ -32,6 +32,12 @@ LOSSES = [
     "gaussian_nll_loss", "kl_div_loss", "cosine_similarity_loss",
     "triplet_loss", "margin_ranking_loss",
 ]  # fmt: skip
+BEYOND = [
+    "sigmoid_focal_loss", "softmax_focal_loss", "dice_loss",
+    "squared_hinge_loss", "multiclass_hinge_loss", "cosine_embedding_loss",
+    "poisson_nll_loss", "info_nce_loss", "nt_xent_loss", "ctc_loss",
+]  # fmt: skip
+OPTIONS = ["ignore_index", "class_weights", "pos_weight"]
 
 needs_site = pytest.mark.skipif(
     not (SITE / "index.html").exists(),
@@ -86,8 +92,16 @@ def test_index_links_every_page():
         assert (SITE / f"{name}.html").exists(), name
 
 
+def test_page_lists_match_the_package():
+    import anyloss
+
+    assert set(LOSSES) == {n for n in anyloss.losses.__all__ if n.endswith(("_loss", "_entropy"))}
+    beyond = {n for n in anyloss.__all__ if n.endswith(("_loss", "_entropy"))} - set(LOSSES)
+    assert set(BEYOND) == beyond
+
+
 @needs_site
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("loss", LOSSES + BEYOND)
 def test_loss_page_has_docstring_plot_and_porting_link(loss):
     page = _Page(SITE / "api" / f"anyloss.{loss}.html")
     words = page.words
@@ -101,6 +115,20 @@ def test_loss_page_has_docstring_plot_and_porting_link(loss):
     png = page.local(plots[0])
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any(f"porting.html#porting-{loss.replace('_', '-')}" in link for link in page.links)
+    if loss in BEYOND:
+        assert "beyond MLX" in words and "anyloss.losses" in words
+
+
+@needs_site
+def test_losses_page_lists_beyond_mlx_and_the_options():
+    page = _Page(SITE / "losses.html")
+    words = page.words
+    assert "Beyond MLX" in words
+    for loss in LOSSES + BEYOND:
+        assert any(link.startswith(f"api/anyloss.{loss}.html") for link in page.links), loss
+    for option in OPTIONS:
+        assert option in words, option
+        assert any(f"porting.html#porting-{option.replace('_', '-')}" in a for a in page.links)
 
 
 @needs_site
@@ -117,6 +145,32 @@ def test_porting_page_compares_every_loss():
         "log_target",
         "with_logits=False",
         "batchmean",
+    ):
+        assert text in words, text
+
+
+@needs_site
+def test_porting_page_has_the_beyond_mlx_part():
+    path = SITE / "porting.html"
+    page = _Page(path)
+    words = page.words
+    assert "Beyond MLX" in words and "Names at a glance" in words
+    ids = set(re.findall(r'id="([^"]+)"', path.read_text(encoding="utf-8")))
+    for entry in BEYOND + OPTIONS:
+        assert f"porting-{entry.replace('_', '-')}" in ids, entry
+    for text in (
+        "torchvision.ops.sigmoid_focal_loss",
+        "binary_focal_crossentropy",
+        "categorical_hinge",
+        "ntxent",
+        "F.ctc_loss",
+        "transpose(0, 1)",
+        "logit_paddings",
+        "ignore_class",
+        "mean_with_sample_weight",
+        "pos_weight",
+        "(none)",
+        "Their call (tested)",
     ):
         assert text in words, text
 

@@ -6,6 +6,8 @@ On ``builder-inited`` it writes, under ``docs/_generated/``:
   (:mod:`loss_plots`), redrawn only when anyloss or the plot script changed;
 - ``build/porting.rst``: the per-loss sections of the Porting page, generated
   from ``docs/porting_examples.py`` (the file ``tests/test_porting.py`` runs);
+- ``build/porting_beyond.rst``: its "Beyond MLX" part, the losses and options
+  MLX does not have, generated from ``docs/porting_beyond.py`` (tested alike);
 - ``build/accuracy.rst`` and ``build/benchmark.rst``: the accuracy table and
   the benchmark results, converted from the committed
   ``_generated/accuracy.md`` / ``benchmark.md`` (an ``.rst`` next to them is
@@ -13,7 +15,8 @@ On ``builder-inited`` it writes, under ``docs/_generated/``:
   so the build never fails on their absence.
 
 It also warns (an error under ``-W``) when a loss of ``anyloss.losses`` has no
-plot or no porting section.
+plot or no porting section, or a loss beyond MLX (in ``anyloss`` but not in
+``anyloss.losses``) has no plot or no row in ``porting_beyond.NAMES``.
 """
 
 from __future__ import annotations
@@ -180,8 +183,8 @@ ACCURACY_COMMANDS = [
     " > docs/_generated/accuracy.md",
 ]
 BENCHMARK_COMMANDS = [
-    "python -m benchmarks  # writes the JSON results, benchmark.md and benchmark.png",
-    "cp <results>/benchmark.md <results>/benchmark.png docs/_generated/",
+    "python benchmarks/run.py --no-backward --cold"
+    " --md docs/_generated/benchmark.md --plot docs/_generated/benchmark.png",
 ]
 
 
@@ -312,6 +315,123 @@ def porting_rst(ex: object) -> str:
     return "\n".join(out) + "\n"
 
 
+def _anchor(entry: str) -> str:
+    return f"porting-{entry}"
+
+
+def _name(bx: object, entry: str) -> str:
+    return f"{entry}=" if entry in bx.OPTIONS else entry
+
+
+def _num(x: float) -> str:
+    return f"{x:g}".replace("e-0", "e-")
+
+
+def _list_table(header: list[str], rows: list[list[str]], stub: bool = True) -> list[str]:
+    out = [".. list-table::", "   :header-rows: 1"]
+    if stub:
+        out.append("   :stub-columns: 1")
+    out += ["   :class: porting-table", ""]
+    for row in [header, *rows]:
+        for j, cell in enumerate(row):
+            out.append(f"   {'*' if j == 0 else ' '} - {_cell(cell)}".rstrip())
+    return [*out, ""]
+
+
+def beyond_rst(bx: object) -> str:
+    """The "Beyond MLX" part of the Porting page, from ``porting_beyond``."""
+    columns = bx.COLUMNS
+    titles = list(columns.values())
+    out = [
+        ".. _porting-beyond:",
+        "",
+        "Beyond MLX",
+        "----------",
+        "",
+        f"anyloss also has {len(bx.LOSSES)} losses that MLX does not, exported from "
+        "``anyloss`` only (``anyloss.losses`` stays the drop-in for "
+        "``mlx.nn.losses``), and keyword-only options of its core losses that MLX "
+        "lacks: " + ", ".join(f":ref:`{o} <{_anchor(o)}>`" for o in bx.OPTIONS) + ". "
+        "For each one the table sets anyloss's call next to the PyTorch, optax and "
+        "Keras counterparts, *(none)* where a framework has none, and the last two "
+        "rows give a framework call and the anyloss call that returns the same "
+        "number. A counterpart written *(none; ...)* is the usual hand-written "
+        "replacement, and is tested too.",
+        "",
+        "Every pair is a tested example: the code under *Tested examples* is "
+        "``docs/porting_beyond.py``, which ``tests/test_porting.py`` runs against "
+        "the installed frameworks and checks to float32 rounding (``rtol="
+        f"{_num(bx.RTOL)}, atol={_num(bx.ATOL)}``); an example held to a looser bound says "
+        "so, and why, below its code.",
+        "",
+        "The inputs of these examples (float32 NumPy arrays):",
+        "",
+        ".. literalinclude:: /porting_beyond.py",
+        "   :language: python",
+        "   :start-after: # [inputs]",
+        "   :end-before: # [/inputs]",
+        "",
+        ".. _porting-beyond-names:",
+        "",
+        "Names at a glance",
+        "~~~~~~~~~~~~~~~~~",
+        "",
+    ]
+    rows = []
+    for group, entries in bx.GROUPS.items():
+        for entry in entries:
+            first = f":ref:`{_name(bx, entry)} <{_anchor(entry)}>` ({group.lower()})"
+            rows.append([first, *(bx.NAMES[entry][col]["name"] for col in columns)])
+    out += _list_table(["", *titles], rows)
+
+    for entry in bx.ENTRIES:
+        title = f"``{_name(bx, entry)}``"
+        out += [f".. _{_anchor(entry)}:", "", title, "~" * len(title), ""]
+        if entry in bx.OPTIONS:
+            funcs = " and ".join(f":func:`anyloss.{f}`" for f in bx.OPTIONS[entry])
+            out += [f"anyloss: a keyword-only option of {funcs}.", ""]
+        else:
+            out += [
+                f"anyloss: :func:`anyloss.{entry}` (in ``anyloss`` only, not in "
+                "``anyloss.losses``).",
+                "",
+            ]
+        rows = []
+        for key, row in bx.ROWS.items():
+            cells = []
+            for col in columns:
+                facts = bx.NAMES[entry][col]
+                cells.append(facts.get(key, "—" if key != "name" else facts["name"]))
+            rows.append([row, *cells])
+        for target, row in (("theirs", "Their call (tested)"), ("ours", "anyloss call")):
+            cells = [""]
+            for fw in bx.FRAMEWORKS:
+                func = bx.EXAMPLES.get((entry, fw))
+                cells.append(f"``{_statement(func, target)}``" if func else "—")
+            rows.append([row, *cells])
+        out += _list_table(["", *titles], rows)
+        trips = bx.TRIP_UPS.get(entry, [])
+        if trips:
+            out += [".. rubric:: What people trip on", ""]
+            out += [f"- {t}" for t in trips] + [""]
+        out += [".. rubric:: Tested examples", ""]
+        for fw, (fw_title, _) in bx.FRAMEWORKS.items():
+            func = bx.EXAMPLES.get((entry, fw))
+            if func is None:
+                continue
+            out += [
+                ".. literalinclude:: /porting_beyond.py",
+                f"   :pyobject: {func.__name__}",
+                f"   :caption: {fw_title}",
+                "   :language: python",
+                "",
+            ]
+            if (entry, fw) in bx.TOLERANCES:
+                rtol, atol, why = bx.TOLERANCES[(entry, fw)]
+                out += [f"Checked to ``rtol={_num(rtol)}, atol={_num(atol)}``: {why}.", ""]
+    return "\n".join(out) + "\n"
+
+
 # --------------------------------------------------------------------------
 # Sphinx hooks
 # --------------------------------------------------------------------------
@@ -326,6 +446,7 @@ def _write(path: pathlib.Path, text: str) -> None:
 
 def generate(app: Sphinx) -> None:
     import loss_plots
+    import porting_beyond
     import porting_examples
 
     import anyloss
@@ -334,14 +455,21 @@ def generate(app: Sphinx) -> None:
     if drawn:
         logger.info("anyloss_docs: drew %d loss plots", len(drawn))
     _write(BUILD / "porting.rst", porting_rst(porting_examples))
+    _write(BUILD / "porting_beyond.rst", beyond_rst(porting_beyond))
     write_results()
 
-    losses = {n for n in anyloss.losses.__all__ if n.endswith(("_loss", "_entropy"))}
-    for name in sorted(losses):
+    def is_loss(name: str) -> bool:
+        return name.endswith(("_loss", "_entropy"))
+
+    losses = {n for n in anyloss.losses.__all__ if is_loss(n)}
+    beyond = {n for n in anyloss.__all__ if is_loss(n)} - losses
+    for name in sorted(losses | beyond):
         if name not in loss_plots.PLOTS:
             logger.warning("anyloss_docs: anyloss.%s has no plot in loss_plots.PLOTS", name)
-        if name not in porting_examples.FACTS:
+        if name in losses and name not in porting_examples.FACTS:
             logger.warning("anyloss_docs: anyloss.%s has no porting section", name)
+        if name in beyond and name not in porting_beyond.NAMES:
+            logger.warning("anyloss_docs: anyloss.%s has no row in porting_beyond.NAMES", name)
 
 
 def setup(app: Sphinx) -> dict[str, object]:

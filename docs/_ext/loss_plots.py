@@ -87,6 +87,95 @@ def _ranking(target: float, margin: float) -> Callable[[np.ndarray], np.ndarray]
     return f
 
 
+# -- beyond MLX ---------------------------------------------------------------
+
+
+def _softmax_focal(gamma: float) -> Callable[[np.ndarray], np.ndarray]:
+    def f(z: np.ndarray) -> np.ndarray:
+        logits = np.stack([z, np.zeros_like(z), np.zeros_like(z)], axis=-1)
+        return anyloss.softmax_focal_loss(logits, np.zeros(z.shape, dtype=int), gamma=gamma)
+
+    return f
+
+
+def _dice(smooth: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Target: 4 of 8 pixels; prediction ``p`` on those 4, 0 on the others."""
+
+    def f(p: np.ndarray) -> np.ndarray:
+        inputs = np.zeros((*p.shape, 8))
+        inputs[:, :4] = p[:, None]
+        targets = np.broadcast_to(np.repeat([1.0, 0.0], 4), inputs.shape)
+        return anyloss.dice_loss(inputs, targets, smooth=smooth, reduction="none")
+
+    return f
+
+
+def _multiclass_hinge(margin: float) -> Callable[[np.ndarray], np.ndarray]:
+    def f(d: np.ndarray) -> np.ndarray:
+        logits = np.stack([d, np.zeros_like(d), np.full_like(d, -1.0)], axis=-1)
+        return anyloss.multiclass_hinge_loss(logits, np.zeros(d.shape, dtype=int), margin=margin)
+
+    return f
+
+
+def _cosine_embedding(target: float, margin: float) -> Callable[[np.ndarray], np.ndarray]:
+    def f(theta: np.ndarray) -> np.ndarray:
+        x1 = np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+        x2 = np.broadcast_to(np.array([1.0, 0.0]), x1.shape)
+        return anyloss.cosine_embedding_loss(x1, x2, np.full_like(theta, target), margin=margin)
+
+    return f
+
+
+def _unit(angle: float) -> list[float]:
+    return [np.cos(angle), np.sin(angle)]
+
+
+def _info_nce(tau: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Loss of the pair (query 0, key 0) as their cosine moves; keys 1 and 2 are
+    negatives of query 0 at 120 degrees from it."""
+
+    def f(c: np.ndarray) -> np.ndarray:
+        out = np.empty_like(c)
+        queries = np.array([_unit(0.0), _unit(1.0), _unit(2.0)])
+        for i, ci in enumerate(c):
+            keys = np.array([[ci, np.sqrt(1 - ci * ci)], _unit(2.1), _unit(-2.1)])
+            out[i] = anyloss.info_nce_loss(queries, keys, temperature=tau, reduction="none")[0]
+        return out
+
+    return f
+
+
+def _nt_xent(tau: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Loss of anchor 0 (labels 0, 0, 1, 1) as the cosine of its positive moves;
+    its two negatives lie at 120 degrees from it."""
+
+    def f(c: np.ndarray) -> np.ndarray:
+        out = np.empty_like(c)
+        labels = np.array([0, 0, 1, 1])
+        for i, ci in enumerate(c):
+            x = np.array([_unit(0.0), [ci, np.sqrt(1 - ci * ci)], _unit(2.1), _unit(-2.1)])
+            out[i] = anyloss.nt_xent_loss(x, labels, temperature=tau, reduction="none")[0]
+        return out
+
+    return f
+
+
+def _ctc(steps: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Target: the single label 1 of two classes; every step has the logits [0, z]."""
+
+    def f(z: np.ndarray) -> np.ndarray:
+        log_probs = np.stack([-np.logaddexp(0, z), -np.logaddexp(0, -z)], axis=-1)
+        log_probs = np.repeat(log_probs[:, None, :], steps, axis=1)
+        n = len(z)
+        targets = np.ones((n, 1), dtype=int)
+        return anyloss.ctc_loss(
+            log_probs, targets, np.full(n, steps), np.ones(n, dtype=int), reduction="none"
+        )
+
+    return f
+
+
 ERROR = "error  (prediction - target)"
 
 PLOTS: dict[str, Plot] = {
@@ -220,6 +309,113 @@ PLOTS: dict[str, Plot] = {
         ],
         "Margin ranking loss: zero once the item that should rank higher (``y=+1``: "
         "``x1``) leads by the margin.",
+    ),
+    # -- beyond MLX -----------------------------------------------------------
+    "sigmoid_focal_loss": Plot(
+        "logit  x  (target 1)",
+        _grid(-6, 6),
+        [
+            (
+                f"gamma={g}",
+                lambda x, g=g: anyloss.sigmoid_focal_loss(x, np.ones_like(x), alpha=None, gamma=g),
+            )
+            for g in (0.0, 0.5, 2.0, 5.0)
+        ],
+        "Sigmoid focal loss of a positive example for four focusing parameters, without "
+        "class balancing (``alpha=None``). ``gamma=0`` is the binary cross entropy; a "
+        "larger ``gamma`` shrinks the loss of examples that are already right, while "
+        "wrong ones keep nearly their cross entropy.",
+    ),
+    "softmax_focal_loss": Plot(
+        "logit of the target class (3 classes, the other logits 0)",
+        _grid(-6, 6),
+        [(f"gamma={g}", _softmax_focal(g)) for g in (0.0, 2.0, 5.0)],
+        "Softmax focal loss of three classes as the target class's logit moves, the other "
+        "two held at 0. ``gamma=0`` is the cross entropy; the focal factor "
+        "``(1 - p)^gamma`` flattens the loss once the target class is likely.",
+    ),
+    "dice_loss": Plot(
+        "predicted probability on the target's pixels",
+        _grid(0, 1),
+        [(f"smooth={s}", _dice(s)) for s in (0.0, 1.0, 4.0)],
+        "Soft Dice loss of a mask of 8 pixels whose target covers 4, as the prediction on "
+        "those 4 grows from 0 to 1 (0 elsewhere), for three smoothings. The loss reaches "
+        "0 at the perfect overlap; smoothing lowers the loss of a poor one and flattens "
+        "the slope.",
+    ),
+    "squared_hinge_loss": Plot(
+        "score  x",
+        _grid(-3, 3),
+        [
+            (
+                f"target {t:+d}",
+                lambda x, t=t: anyloss.squared_hinge_loss(x, np.full_like(x, t)),
+            )
+            for t in (1, -1)
+        ],
+        "Squared hinge loss for targets +1 and -1: the square of the hinge, so zero with a "
+        "margin of 1 and, unlike the hinge, smooth at the margin.",
+    ),
+    "multiclass_hinge_loss": Plot(
+        "target logit minus the largest other logit",
+        _grid(-3, 3),
+        [(f"margin={m}", _multiclass_hinge(m)) for m in (0.5, 1.0, 2.0)],
+        "Multi-class (Crammer-Singer) hinge loss of three classes against the margin by "
+        "which the target class's logit leads the largest other one: zero once that lead "
+        "exceeds the margin, slope -1 below it.",
+    ),
+    "cosine_embedding_loss": Plot(
+        "angle between x1 and x2 (radians)",
+        _grid(-np.pi, np.pi),
+        [
+            ("target +1", _cosine_embedding(1.0, 0.0)),
+            ("target -1, margin=0", _cosine_embedding(-1.0, 0.0)),
+            ("target -1, margin=0.5", _cosine_embedding(-1.0, 0.5)),
+        ],
+        "Cosine embedding loss against the angle between two vectors: ``1 - cos`` for a "
+        "similar pair (target +1), ``max(0, cos - margin)`` for a dissimilar one (target "
+        "-1), zero once the angle is wide enough.",
+    ),
+    "poisson_nll_loss": Plot(
+        "log-rate  x  (log_input=True)",
+        _grid(-3, 3),
+        [
+            (
+                f"count {t}",
+                lambda x, t=t: anyloss.poisson_nll_loss(x, np.full_like(x, t), reduction="none"),
+            )
+            for t in (0, 1, 4)
+        ],
+        "Poisson negative log likelihood ``exp(x) - t x`` against the log-rate, for three "
+        "observed counts: the minimum lies at ``x = log t`` (none for ``t = 0``), and the "
+        "gradient is ``exp(x) - t``.",
+    ),
+    "info_nce_loss": Plot(
+        "cosine of the positive pair",
+        _grid(-0.99, 0.99),
+        [(f"temperature={t}", _info_nce(t)) for t in (0.1, 0.3, 1.0)],
+        "InfoNCE loss of one query in two dimensions as the cosine with its own key moves, "
+        "the two other keys of the batch (its negatives) fixed at about 120 degrees from "
+        "it. A low temperature makes the loss drop sharply once the positive beats the "
+        "negatives.",
+    ),
+    "nt_xent_loss": Plot(
+        "cosine of the positive pair",
+        _grid(-0.99, 0.99),
+        [(f"temperature={t}", _nt_xent(t)) for t in (0.07, 0.2, 0.5)],
+        "NT-Xent loss of one anchor of a batch of four 2-D embeddings (labels 0, 0, 1, 1) "
+        "as the cosine with its positive moves, its two negatives fixed at about 120 "
+        "degrees from it.",
+    ),
+    "ctc_loss": Plot(
+        "logit of the label at every step (the blank's logit 0)",
+        _grid(-6, 6),
+        [(f"T={t} steps", _ctc(t)) for t in (1, 2, 4)],
+        "CTC loss of the one-label target ``[1]`` over ``T`` steps of two classes (blank "
+        "0, label 1) as the label's logit moves. One step is the binary cross entropy. "
+        "While the label is unlikely, more steps lower the loss (more places to emit it "
+        "once); once it is likely, four steps cost more than two, since a blank between "
+        "two label steps would spell the label twice.",
     ),
 }
 
