@@ -429,6 +429,18 @@ def test_bad_input(files, tmp_path):
     assert "needs --target" in fails("eval", pqf, "--loss", "mse_loss", "--input", "y")
     assert "--loss" in fails("eval", pqf, "--input", "y")  # a usage error is one line too
     assert "unknown file type '.md'" in fails("eval", ROOT / "README.md", *bce)
+    ce = ["--loss", "cross_entropy", "--input", "logit", "--target", "clicked"]
+    for option in ("ignore_index=-100", "class_weights=1"):
+        line = fails("eval", pqf, *ce, "--param", option)
+        assert f"--param {option.partition('=')[0]} is not supported by anyloss eval" in line
+
+
+def test_pos_weight_is_a_number(files, data):
+    args = [files["data.parquet"], "--loss", "binary_cross_entropy", "--input", "logit"]
+    got = result(*args, "--target", "clicked", "--param", "pos_weight=2.5")
+    close(
+        got["result"], anyloss.binary_cross_entropy(data["logit"], data["clicked"], pos_weight=2.5)
+    )
 
 
 def test_class_indices_are_checked(tmp_path):

@@ -17,6 +17,16 @@ from ._errors import InputError
 
 __all__ = ["LossSpec", "loss_names", "loss_spec", "parse_params"]
 
+# Keyword-only options of the Python API that a streamed evaluation does not
+# take (yet): their 'mean' divides by the weights of the rows kept, which the
+# chunked sums would have to carry too. The reason is the error message.
+_NOT_STREAMED = {
+    "ignore_index": "its mean leaves the ignored rows out of the denominator",
+    "class_weights": "it takes a vector and its mean divides by the applied weights",
+}
+# Options given as a number although the Python API also takes an array.
+_NUMBERS = {"pos_weight": "float"}
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -88,7 +98,9 @@ def loss_spec(name: str) -> LossSpec:
             arrays.append(p.name)
         elif p.name == "reduction":
             reduction = p.default
-        else:
+        elif p.name in _NUMBERS:
+            params[p.name] = (_NUMBERS[p.name], p.default)
+        elif p.name not in _NOT_STREAMED:
             params[p.name] = (_type_name(p), p.default)
     return LossSpec(name, tuple(arrays), tuple(required), params, reduction)
 
@@ -119,6 +131,11 @@ def parse_params(spec: LossSpec, items: list[str]) -> dict[str, Any]:
             raise InputError(f"--param {item}: expected KEY=VALUE")
         if key == "reduction":
             raise InputError("use --reduction, not --param reduction=...")
+        if key in _NOT_STREAMED:
+            raise InputError(
+                f"--param {key} is not supported by anyloss eval ({_NOT_STREAMED[key]}); "
+                f"use anyloss.{spec.name}(..., {key}=...) in Python"
+            )
         if key in spec.arrays:
             raise InputError(f"{key} is an array: give its column with {spec.option_for(key)}")
         if key not in spec.params:
