@@ -126,6 +126,53 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "margin_ranking_loss-near_margin_0.5": (4, 4),  # 0, 0
     "margin_ranking_loss-huge_1e20": (4, 4),  # 0.5, 0.5
     "margin_ranking_loss-sum_1e5": (4, 4),  # 0.59, 0.41
+    # -- beyond MLX --
+    "cross_entropy-class_weights": (4, 4),  # 1.79, 1.39
+    "cross_entropy-ignore_weighted_mean": (4, 4),  # 1.03, 0.035
+    "sigmoid_focal_loss-ordinary": (8, 16),  # 4.16, 8.98
+    "sigmoid_focal_loss-confident": (4, 64),  # 3.48, 63.4
+    "sigmoid_focal_loss-soft_gamma": (4, 4),  # 2.34, 3.63
+    "sigmoid_focal_loss-huge": (4, 4),  # 0.5, 0.5
+    "sigmoid_focal_loss-mean_1e5": (4, 4),  # 0.035, 0.035
+    "softmax_focal_loss-ordinary": (8, 8),  # 5.16, 5.16
+    "softmax_focal_loss-confident": (4, 64),  # 3.39, 32.5
+    "softmax_focal_loss-probs_alpha": (4, 4),  # 1.61, 1.61
+    "softmax_focal_loss-mean_1e5": (4, 4),  # 0.22, 0.22
+    "dice_loss-ordinary": (4, 4),  # 1.57, 3.99
+    "dice_loss-near_perfect": (4, 4),  # 2.32, 2.68
+    "dice_loss-edge_smooth0": (4, 8),  # 1.92, 6.02
+    "dice_loss-mean_1e5": (4, 4),  # 0.089, 0.089
+    "info_nce_loss-ordinary": (16, 16),  # 12.4, 14.5
+    "info_nce_loss-confident": (128, 128),  # 124, 84.6
+    "info_nce_loss-symmetric_raw": (16, 16),  # 8.13, 13.1
+    "info_nce_loss-huge_1e20": (16, 16),  # 14.4, 14
+    "info_nce_loss-mean_256": (4, 4),  # 0.53, 1.48
+    "nt_xent_loss-ordinary": (32, 32),  # 28.8, 23.3
+    "nt_xent_loss-multi_positive": (4, 4),  # 1.56, 1.56
+    "nt_xent_loss-confident": (64, 64),  # 41.7, 41.5
+    "nt_xent_loss-mean_256": (4, 4),  # 0.39, 0.61
+    "squared_hinge_loss-ordinary": (4, 4),  # 1.29, 1.29
+    "squared_hinge_loss-threshold": (4, 4),  # 0, 0
+    "squared_hinge_loss-magnitudes": (4, 4),  # 1, 1
+    "squared_hinge_loss-sum_1e5": (4, 4),  # 0.27, 0.27
+    "multiclass_hinge_loss-ordinary": (4, 4),  # 0.5, 0.5
+    "multiclass_hinge_loss-near_margin": (4, 4),  # 0.4, 0.4
+    "multiclass_hinge_loss-magnitudes": (4, 4),  # 0.45, 0.45
+    "multiclass_hinge_loss-mean_1e5": (4, 4),  # 0.63, 0.63
+    "cosine_embedding_loss-ordinary": (4, 4),  # 1.27, 1.47
+    "cosine_embedding_loss-parallel": (2**21, 2**21),  # 2.09e+06, 1.95e+06
+    "cosine_embedding_loss-magnitudes": (8, 8),  # 4.77, 4.77
+    "cosine_embedding_loss-mean_1e5": (4, 4),  # 1.49, 0.51
+    "poisson_nll_loss-ordinary": (32, 32),  # 28.4, 28.4
+    "poisson_nll_loss-full_near_min": (1024, 1024),  # 519, 519
+    "poisson_nll_loss-rates_full": (4, 4),  # 1.21, 1.21
+    "poisson_nll_loss-extreme": (4, 64),  # 0.9, 34.5
+    "poisson_nll_loss-mean_1e5": (4, 4),  # 0.047, 0.047
+    "ctc_loss-ordinary": (4, 4),  # 2, 2
+    "ctc_loss-confident": (4, 4),  # 1.12, 0.92
+    "ctc_loss-long": (4, 4),  # 2.66, 2.66
+    "ctc_loss-lengths": (4, 4),  # 1.85, 1.85
+    "ctc_loss-mean_per_length": (4, 4),  # 0.26, 0.26
 }
 
 # Backends other than JAX/MLX are held to NUMPY_BOUND except here (measured in
@@ -147,6 +194,10 @@ XFAIL: dict[tuple[str, str], str] = {
         for b in FLOAT32_BACKENDS
     },
 }
+
+
+# Cases whose Dask graph emits NumPy RuntimeWarnings at compute time (src bugs).
+DASK_WARNS: dict[str, str] = {}
 
 
 def _bound(case_id: str, backend: str) -> float:
@@ -190,12 +241,26 @@ def _backend(cache: dict, name: str):
 def test_worst_ulp(case_id: str, backend: str, backends: dict) -> None:
     be = _backend(backends, backend)
     case = A.CASE_BY_ID[case_id]
-    m = A.measure(case, be)
+    with warnings.catch_warnings():
+        if backend == "dask":  # asserted apart, in test_dask_compute_is_warning_free
+            warnings.simplefilter("ignore", RuntimeWarning)
+        m = A.measure(case, be)
     bound = _bound(case_id, backend)
     assert m.ulp <= bound, f"{case_id} on {backend}: {m} (bound {bound} ulp)"
 
 
-@pytest.mark.parametrize("case_id", [c.id for c in A.CASES])
+@pytest.mark.parametrize(
+    "case_id",
+    [
+        pytest.param(
+            c.id,
+            marks=[pytest.mark.xfail(strict=True, reason=DASK_WARNS[c.id])]
+            if c.id in DASK_WARNS
+            else [],
+        )
+        for c in A.CASES
+    ],
+)
 def test_dask_compute_is_warning_free(case_id: str, backends: dict) -> None:
     if "dask" not in selected():
         pytest.skip("dask not selected")
@@ -267,6 +332,62 @@ def test_references_match_the_spec_examples() -> None:
         np.testing.assert_allclose([float(v) for v in got], [1.32937, 0.990929, 0], atol=1e-6)
 
 
+def test_beyond_mlx_references_match_independent_values() -> None:
+    mpf, log, exp, R = A.mpf, A.mpmath.log, A.mpmath.exp, A.REFERENCES
+    with A.mp.workdps(50):
+        # gamma 0 and no alpha: the focal losses are the cross entropies
+        for x, t in ((mpf(2), mpf(1)), (mpf(-3), mpf(0)), (mpf(0.5), mpf(0.25))):
+            got = R["sigmoid_focal_loss"](x, t, alpha=None, gamma=0.0)
+            assert abs(got - R["binary_cross_entropy"](x, t)) < mpf(10) ** -45
+        row = [mpf(2), mpf(-1), mpf(0)]
+        got = R["softmax_focal_loss"](row, 0, gamma=0.0)
+        assert abs(got - R["cross_entropy"](row, 0)) < mpf(10) ** -45
+        # x = 15, t = 1: alpha sigma(-15)^2 softplus(-15)
+        want = mpf(0.25) / (1 + exp(mpf(15))) ** 2 * log(1 + exp(mpf(-15)))
+        assert abs(R["sigmoid_focal_loss"](mpf(15), mpf(1)) / want - 1) < mpf(10) ** -40
+        # cross entropy with class weights (PyTorch), an ignored target
+        w = [mpf(1), mpf(3)]
+        got = R["cross_entropy"]([mpf(2), mpf(-1)], 1, class_weights=w)
+        assert abs(got - 3 * log(1 + exp(mpf(3)))) < mpf(10) ** -45
+        assert R["cross_entropy"]([mpf(2), mpf(-1)], -100, ignore_index=-100) == 0
+        # dice: perfect overlap, half overlap with smoothing, nothing at all
+        dice = R["dice_loss"]
+        assert dice([mpf(1), mpf(0)], [mpf(1), mpf(0)], smooth=0.0) == 0
+        assert abs(dice([mpf(0.5), mpf(0.5)], [mpf(1), mpf(0)]) - mpf(1) / 3) < mpf(10) ** -45
+        assert dice([mpf(0)] * 2, [mpf(0)] * 2, smooth=0.0) == 0
+        # InfoNCE of orthonormal pairs at temperature 1: log(1 + e^-1) each
+        e1, e2 = [mpf(1), mpf(0)], [mpf(0), mpf(1)]
+        got = R["info_nce_loss"]([e1, e2], [e1, e2], rows=[0, 1], temperature=1.0)
+        assert all(abs(v - log(1 + exp(mpf(-1)))) < mpf(10) ** -45 for v in got)
+        # NT-Xent: anchor 0 has positive 1 and negative 2; anchor 2 no positive
+        got = R["nt_xent_loss"]([e1, e1, e2], [0, 0, 1], rows=[0, 2], temperature=1.0)
+        assert abs(got[0] - log(1 + exp(mpf(-1)))) < mpf(10) ** -45 and got[1] == 0
+        # the margin losses
+        assert R["squared_hinge_loss"](mpf(0.5), mpf(1)) == mpf(0.25)
+        assert R["multiclass_hinge_loss"]([mpf(2), mpf(1.5), mpf(-1)], 0) == mpf(0.5)
+        cos = R["cosine_embedding_loss"]
+        got = cos([mpf(1), mpf(0)], [mpf(1), mpf(1)], mpf(1))
+        assert abs(got - (1 - 1 / A.mpmath.sqrt(2))) < mpf(10) ** -45
+        assert abs(cos([mpf(3), mpf(4)], [mpf(4), mpf(3)], mpf(-1)) - mpf(24) / 25) < 1e-45
+        # Poisson with full=True at the rate t = 2: only 1/2 log(2 pi t) is left
+        got = R["poisson_nll_loss"](log(mpf(2)), mpf(2), full=True)
+        assert abs(got - log(4 * A.mpmath.pi) / 2) < mpf(10) ** -45
+        # CTC: uniform over 3 classes for 2 steps, target [1]: 3 of 9 alignments
+        third = [[log(mpf(1) / 3)] * 3] * 2
+        assert abs(R["ctc_loss"](third, [1], 2, 1) - log(mpf(3))) < mpf(10) ** -45
+        # CTC: the forward recursion is the sum over every alignment
+        rng = np.random.default_rng(7)
+        for y, steps in (([1, 1], 4), ([2, 1], 4), ([], 3), ([1, 2, 1], 5), ([1, 1, 1], 4)):
+            lp = [[log(mpf(float(v))) for v in p] for p in rng.dirichlet([1, 1, 1], steps)]
+            paths = A.ctc_alignments(steps, 3, y)
+            total = A.mpmath.fsum(
+                A.mpmath.fprod(exp(lp[t][c]) for t, c in enumerate(path)) for path in paths
+            )
+            want = -log(total) if paths else mpf("inf")
+            got = R["ctc_loss"](lp, y, steps, len(y))
+            assert got == want or abs(got - want) < mpf(10) ** -40, (y, got, want)
+
+
 def test_naive_column_shows_the_spec_failures() -> None:
     """The naive float32 formulas fail where the spec says they do."""
     worst = {
@@ -278,6 +399,25 @@ def test_naive_column_shows_the_spec_failures() -> None:
             "log_cosh_loss-large",
             "log_cosh_loss-tiny",
             "triplet_loss-huge_1e20",
+        )
+    }
+    assert all(v > 1e3 for v in worst.values()), worst
+
+
+def test_naive_column_fails_beyond_mlx() -> None:
+    """The literal float32 formulas of the losses beyond MLX fail in their regimes."""
+    worst = {
+        c: A.measure_naive(A.CASE_BY_ID[c]).ulp
+        for c in (
+            "sigmoid_focal_loss-confident",
+            "softmax_focal_loss-confident",
+            "dice_loss-near_perfect",
+            "info_nce_loss-huge_1e20",
+            "nt_xent_loss-confident",
+            "multiclass_hinge_loss-near_margin",
+            "cosine_embedding_loss-parallel",
+            "poisson_nll_loss-full_near_min",
+            "ctc_loss-long",
         )
     }
     assert all(v > 1e3 for v in worst.values()), worst

@@ -5,6 +5,10 @@ ulp of the float32 true value, of ``anyloss`` on each backend, of the naive
 float32 NumPy transcription of the formula, and of MLX's own
 ``mlx.nn.losses`` where MLX is installed. The true values are mpmath
 references computed from the same float32 inputs (see ``accuracy_cases``).
+The losses and options MLX has come first; those beyond MLX (focal, Dice,
+contrastive, margin, Poisson, CTC losses, ``cross_entropy``'s
+``class_weights``/``ignore_index``) follow in a section of their own, with
+"—" in the ``mlx.nn.losses`` column.
 
 Usage::
 
@@ -90,12 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         + ["inputs"]
     )
     start = time.perf_counter()
-    lines = [
+    head = [
         "| " + " | ".join(header) + " |",
         "|"
         + "|".join("---" if i < 2 or h == "inputs" else "---:" for i, h in enumerate(header))
         + "|",
     ]
+    sections: dict[bool, list[str]] = {True: [], False: []}
     for case in cases:
         row = [f"`{case.loss}`", case.regime]
         for be in backends.values():
@@ -104,13 +109,15 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 row.append(f"error: {type(exc).__name__}")
         row.append(fmt(quiet(A.measure_naive, case).ulp))
-        if has_mlx:
+        if has_mlx and not case.in_mlx:
+            row.append("—")
+        elif has_mlx:
             try:
                 row.append(fmt(quiet(A.measure_output, case, quiet(A.run_mlx_native, case)).ulp))
             except Exception as exc:
                 row.append(f"error: {type(exc).__name__}")
         row.append(case.note.replace("|", "\\|"))
-        lines.append("| " + " | ".join(row) + " |")
+        sections[case.in_mlx].append("| " + " | ".join(row) + " |")
 
     import anyloss
 
@@ -129,13 +136,26 @@ def main(argv: list[str] | None = None) -> int:
         "Worst error over each regime, in ulp of the float32 true value "
         "(`|got - true| / ulp(fl32(true))`; 0.5 is correctly rounded). The true "
         "values are mpmath references (50+ digits) computed from the same float32 "
-        "inputs; a reduction regime (~1e5 elements) sums float64 per-example values "
-        "(checked against mpmath) with `math.fsum`. Where the true value is not a "
+        "inputs; a reduction regime of ~1e5 elements (or of a batch-coupled loss) "
+        "sums float64 per-example values (checked against mpmath) with `math.fsum`, "
+        "a smaller one the mpmath values. Where the true value is not a "
         "normal float32, a "
         "correctly signed result below 2**-122 counts as 0; `inf` is a NaN, an "
         "overflow or a wrong sign. **Bold**: above 4 ulp.\n"
     )
-    print("\n".join(lines))
+    if sections[True]:
+        print("\n".join(head + sections[True]))
+    if sections[False]:
+        print(
+            "\n## Beyond MLX\n\n"
+            "Losses and options `mlx.nn.losses` does not have (\u2014 in its column). "
+            "`info_nce_loss` and `nt_xent_loss` couple the whole batch: each "
+            "example's true value is computed from all of it. `'mean'` is the "
+            "loss's own: PyTorch's weighted mean for `cross_entropy` with "
+            "`class_weights`/`ignore_index`, per target length for `ctc_loss`, per "
+            "positive pair for `nt_xent_loss`.\n"
+        )
+        print("\n".join(head + sections[False]))
     print(
         f"\n<!-- {', '.join(versions)}; {len(cases)} regimes in "
         f"{time.perf_counter() - start:.0f} s; tests/accuracy_cases.py -->"
