@@ -276,19 +276,21 @@ def ms(v: float | None) -> str:
 
 
 def print_tables(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
-    lines = []
+    lines: list[str] = []
+    fwd_rows = [r for r in results if r["forward"]]
     head = (
         "| loss | shape | "
         + " | ".join(FORWARD)
         + " | best peer | ours / best peer | ours / one-pass |"
     )
-    lines += [
-        "Forward, median ms (ours = the public anyloss function on NumPy arrays; "
-        "kernel = the fused kernel it calls, without the argument checks):",
-        "",
-    ]
-    lines += [head, "|" + "---|" * (len(FORWARD) + 5)]
-    for r in results:
+    if fwd_rows:
+        lines += [
+            "Forward, median ms (ours = the public anyloss function on NumPy arrays; "
+            "kernel = the fused kernel it calls, without the argument checks):",
+            "",
+        ]
+        lines += [head, "|" + "---|" * (len(FORWARD) + 5)]
+    for r in fwd_rows:
         fwd = r["forward"]
         if not fwd:
             continue
@@ -314,7 +316,9 @@ def print_tables(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         ]
     bwd = [r for r in results if "forward_backward" in r]
     if bwd:
-        lines += ["", "Forward+backward, median ms (anyloss[lib] / lib's own loss):", ""]
+        if lines:
+            lines.append("")
+        lines += ["Forward+backward, median ms (anyloss[lib] / lib's own loss):", ""]
         lines += [
             "| loss | " + " | ".join(f"{lib} | anyloss[{lib}] | ratio" for lib in AUTOGRAD) + " |"
         ]
