@@ -394,3 +394,16 @@ def test_binary_cross_entropy_float64_keeps_float64_accuracy(xp) -> None:
             for v, w in zip(x.tolist(), t.tolist(), strict=True)
         ]
     np.testing.assert_allclose(got, true, rtol=4 * np.finfo(np.float64).eps)
+
+
+def test_options_do_not_change_the_result_dtype(xp, rng) -> None:
+    """float64 class weights / pos_weight (NumPy's default) leave float32 logits'
+    result float32, as per-class options should."""
+    d = _data(rng)
+    cw64, x, t = d["cw"].astype(np.float64), xp.asarray(d["x"]), xp.asarray(d["t_valid"])
+    for out in (
+        anyloss.cross_entropy(x, t, class_weights=cw64, reduction="mean"),
+        anyloss.nll_loss(x, t, class_weights=cw64),
+        anyloss.binary_cross_entropy(x, xp.asarray(d["probs"]), pos_weight=np.full(C, 2.0)),
+    ):
+        assert xp.dtype_name(out) == "float32"

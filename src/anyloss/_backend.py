@@ -272,7 +272,12 @@ def _default_float(library: str, xp: Any) -> Any:
     return xp.float64
 
 
-def resolve(func: str, primary: tuple[str, Any], *others: tuple[str, Any]) -> Backend:
+def resolve(
+    func: str,
+    primary: tuple[str, Any],
+    *others: tuple[str, Any],
+    dtype_free: tuple[str, ...] = (),
+) -> Backend:
     """Find the library of a call from its arguments.
 
     The library is the one of the ``primary`` argument (the predictions); where
@@ -281,7 +286,9 @@ def resolve(func: str, primary: tuple[str, Any], *others: tuple[str, Any]) -> Ba
     ``TypeError`` (NumPy arrays and Python data are brought into the chosen
     library by :func:`convert`). The result dtype is the promoted floating
     dtype of the arguments of the chosen library, or the library's default
-    float where none of them is floating.
+    float where none of them is floating. Arguments named in ``dtype_free``
+    (options such as class weights) take part in the library check but not
+    in the dtype: float64 class weights leave float32 logits float32.
     """
     pname, pvalue = primary
     lib = library_of(pvalue)
@@ -339,8 +346,10 @@ def resolve(func: str, primary: tuple[str, Any], *others: tuple[str, Any]) -> Ba
 
     floats = [
         v.dtype
-        for _, v in (primary, *others)
-        if library_of(v) == lib and _is_float_dtype(xp, getattr(v, "dtype", None))
+        for name, v in (primary, *others)
+        if name not in dtype_free
+        and library_of(v) == lib
+        and _is_float_dtype(xp, getattr(v, "dtype", None))
     ]
     if floats:
         dtype = floats[0]

@@ -210,6 +210,7 @@ def cross_entropy(
         ("targets", targets),
         ("weights", weights),
         ("class_weights", class_weights),
+        dtype_free=("class_weights",),
     )
     xp = be.xp
     x = float_arg(be, func, "logits", logits)
@@ -410,6 +411,7 @@ def binary_cross_entropy(
         ("targets", targets),
         ("weights", weights),
         ("pos_weight", pos_weight),
+        dtype_free=("pos_weight",),
     )
     xp = be.xp
     x = float_arg(be, func, "inputs", inputs)
@@ -506,7 +508,13 @@ def nll_loss(
     func = "nll_loss"
     check_reduction(func, reduction)
     ignore_index = optional_int(func, "ignore_index", ignore_index)
-    be = resolve(func, ("inputs", inputs), ("targets", targets), ("class_weights", class_weights))
+    be = resolve(
+        func,
+        ("inputs", inputs),
+        ("targets", targets),
+        ("class_weights", class_weights),
+        dtype_free=("class_weights",),
+    )
     x = float_arg(be, func, "inputs", inputs)
     if x.ndim == 0:
         raise ValueError(f"{func}(): inputs must have at least 1 dimension, got a scalar")

@@ -275,6 +275,7 @@ def softmax_focal_loss(
         ("targets", targets),
         ("weights", weights),
         *((("alpha", alpha),) if alpha_is_array else ()),
+        dtype_free=("alpha",),
     )
     xp = be.xp
     dtype = _compute_dtype(be)
