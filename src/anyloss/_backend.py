@@ -202,6 +202,12 @@ class Backend:
             return self.xp.asarray(value, dtype=dtype)
         return self.xp.asarray(value, dtype=dtype, device=self.device)
 
+    def arange(self, n: int, dtype: Any = None) -> Any:
+        """``0, 1, ..., n - 1`` on the call's device (MLX takes no device)."""
+        if self.name == "mlx":
+            return self.xp.arange(n, dtype=dtype)
+        return self.xp.arange(n, dtype=dtype, device=self.device)
+
     def cast(self, x: Any, dtype: Any) -> Any:
         return x if x.dtype == dtype else self.xp.astype(x, dtype)
 

@@ -34,22 +34,32 @@ class _Shape:
         self.shape = shape
 
 
+def _expand(be: Backend, index: Any, axis: int) -> Any:
+    """``index`` with a new axis of size 1 at ``axis``."""
+    if be.name == "dask":  # indexing keeps chunk sizes Dask does not know yet
+        return index[(slice(None),) * axis + (None,)]
+    return be.xp.expand_dims(index, axis=axis)
+
+
+def _one_hot(be: Backend, index: Any, ndim: int, axis: int, num_classes: int) -> Any:
+    """Boolean mask, True at ``index`` along ``axis`` (``index`` lacks ``axis``)."""
+    shape = [1] * ndim
+    shape[axis] = num_classes
+    idx = _expand(be, index, axis)
+    classes = be.xp.reshape(be.arange(num_classes, dtype=idx.dtype), tuple(shape))
+    return idx == classes
+
+
 def _take_along(be: Backend, x: Any, index: Any, axis: int) -> Any:
     """``x[..., index, ...]`` along ``axis``, broadcasting the other dimensions.
 
     Libraries without ``take_along_axis`` (Dask) select with a one-hot mask.
     """
     xp = be.xp
-    if be.name == "dask":  # indexing keeps chunk sizes Dask does not know yet
-        idx = index[(slice(None),) * axis + (None,)]
-    else:
-        idx = xp.expand_dims(index, axis=axis)
     if be.name == "dask" or not hasattr(xp, "take_along_axis"):
-        shape = [1] * x.ndim
-        shape[axis] = x.shape[axis]
-        classes = xp.reshape(xp.arange(x.shape[axis], dtype=idx.dtype), tuple(shape))
-        picked = xp.where(idx == classes, x, be.scalar(0.0, x.dtype))
-        return xp.sum(picked, axis=axis)
+        hot = _one_hot(be, index, x.ndim, axis, x.shape[axis])
+        return xp.sum(xp.where(hot, x, be.scalar(0.0, x.dtype)), axis=axis)
+    idx = _expand(be, index, axis)
     xshape, ishape = list(shape_of(x)), list(shape_of(idx))
     xshape[axis] = ishape[axis] = 1
     if xshape != ishape:

@@ -50,12 +50,6 @@ def _unit_rows(be: Backend, x: Any) -> Any:
     return u / xp.sqrt(xp.where(sq > be.scalar(0.0, sq.dtype), sq, be.scalar(1.0, sq.dtype)))
 
 
-def _arange(be: Backend, n: int) -> Any:
-    if be.name == "mlx":
-        return be.xp.arange(n)
-    return be.xp.arange(n, device=be.device)
-
-
 def _diagonal_cross_entropy(be: Backend, sims: Any, tau: float, axis: int, index: Any) -> Any:
     """Cross entropy of the logits ``sims / tau`` of every row (``axis=1``) or
     column (``axis=0``) of a square matrix, the diagonal entry the target:
@@ -151,7 +145,7 @@ def info_nce_loss(
     if normalize:
         q, k = _unit_rows(be, q), _unit_rows(be, k)
     sims = xp.matmul(q, k.T)
-    index = _arange(be, shape_of(q)[0])
+    index = be.arange(shape_of(q)[0])
     loss = _diagonal_cross_entropy(be, sims, tau, 1, index)
     if symmetric:
         loss = (loss + _diagonal_cross_entropy(be, sims, tau, 0, index)) * 0.5
@@ -245,7 +239,7 @@ def nt_xent_loss(
     u = _unit_rows(be, x)
     cos = xp.matmul(u, u.T)
     same = y[:, None] == y[None, :]
-    index = _arange(be, n)
+    index = be.arange(n)
     negative = ~same
     positive = same & (index[:, None] != index[None, :])
     has_negative = xp.any(negative, axis=1, keepdims=True)

@@ -19,6 +19,7 @@ from ._checks import (
     shape_of,
     shapes_match,
 )
+from ._classification import _one_hot
 from ._embedding import _scale
 from ._reduction import reduce, two_sum
 
@@ -76,22 +77,6 @@ def squared_hinge_loss(inputs: Any, targets: Any, reduction: Reduction = "none")
     # for float32 inputs and only the square rounds.
     h = be.xp.maximum(be.scalar(1.0, be.wide) - x * t, be.scalar(0.0, be.wide))
     return reduce(be, h * h, reduction)
-
-
-def _one_hot(be: Backend, index: Any, ndim: int, axis: int, num_classes: int) -> Any:
-    """Boolean mask, True at ``index`` along ``axis`` (``index`` lacks ``axis``)."""
-    xp = be.xp
-    if be.name == "dask":  # indexing keeps chunk sizes Dask does not know yet
-        idx = index[(slice(None),) * axis + (None,)]
-    else:
-        idx = xp.expand_dims(index, axis=axis)
-    shape = [1] * ndim
-    shape[axis] = num_classes
-    if be.name == "mlx":
-        classes = xp.arange(num_classes, dtype=idx.dtype)
-    else:
-        classes = xp.arange(num_classes, dtype=idx.dtype, device=be.device)
-    return idx == xp.reshape(classes, tuple(shape))
 
 
 @public
