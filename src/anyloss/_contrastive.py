@@ -13,7 +13,7 @@ from typing import Any
 
 from ._backend import Backend, convert, resolve
 from ._checks import Reduction, check_reduction, float_arg, number, public, shape_of
-from ._classification import _shifted_logsumexp, _take_along
+from ._classification import _shifted_logsumexp, _softplus, _take_along
 from ._embedding import _scale
 from ._reduction import reduce
 
@@ -254,8 +254,7 @@ def nt_xent_loss(
     # difference of cosines before the division (see _diagonal_cross_entropy)
     rest = xp.expand_dims(_shifted_logsumexp(be, (masked - peak) / tau, 1), axis=1)
     zero = be.scalar(0.0, cos.dtype)
-    # logaddexp(v, 0), not (0, v): MLX differentiates the second argument inaccurately
-    pair = xp.logaddexp(rest + (peak - cos) / tau, zero)
+    pair = _softplus(be, rest + (peak - cos) / tau)
     valid = positive & has_negative
     loss = xp.sum(xp.where(valid, pair, zero), axis=1)
     if reduction == "mean":
