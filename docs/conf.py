@@ -34,6 +34,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # after sphinx.ext.mathjax: sets mathjax_path
     "sphinx.ext.doctest",
     "anyloss_docs",
 ]
@@ -90,9 +91,8 @@ html_theme_options = {
 html_show_sourcelink = False
 
 # -- math ----------------------------------------------------------------------
-# MathJax from its CDN by default. For an offline build (or to check pages in a
-# browser without network) point this at a local copy, e.g. Debian's
-# libjs-mathjax:  ANYLOSS_DOCS_MATHJAX="file:///usr/share/javascript/mathjax/
-# MathJax.js?config=TeX-AMS-MML_HTMLorMML"
-if os.environ.get("ANYLOSS_DOCS_MATHJAX"):
-    mathjax_path = os.environ["ANYLOSS_DOCS_MATHJAX"]
+# MathJax is served from the site itself, so the formulas render with no network
+# (offline, behind a firewall, from file://): the ``sphinx-mathjax-offline``
+# extension (in the ``docs`` extra) copies its bundled MathJax 3 into
+# _static/mathjax/ and points ``mathjax_path`` there. No page refers to a CDN;
+# tests/test_docs_site.py checks both in headless Chromium.

@@ -54,6 +54,7 @@ class _Page(html.parser.HTMLParser):
         self.text: list[str] = []
         self.images: list[str] = []
         self.links: list[str] = []
+        self.scripts: list[str] = []
         self._skip = 0
         self.feed(path.read_text(encoding="utf-8"))
 
@@ -61,6 +62,8 @@ class _Page(html.parser.HTMLParser):
         attrs = dict(attrs)
         if tag in ("script", "style"):
             self._skip += 1
+            if attrs.get("src"):
+                self.scripts.append(attrs["src"])
         elif tag == "img" and attrs.get("src"):
             self.images.append(attrs["src"])
         elif tag == "a" and attrs.get("href"):
@@ -182,6 +185,65 @@ def test_results_pages_show_table_or_how_to_make_it():
         assert marker in words, name
 
 
+REPO_LINK = re.compile(r'href="https://github\.com/anyloss/anyloss/(edit|blob)/main/([^"?#]+)')
+
+
+def _files_in_git() -> set[str] | None:
+    try:
+        out = subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return set(out.stdout.splitlines())
+
+
+@needs_site
+def test_edit_and_view_links_point_to_files_in_the_repository():
+    """Every page's "Edit/View this page" button leads to a file under version control.
+
+    The per-loss pages (api/) are generated at build time and not committed:
+    their buttons must lead to the loss's source module instead.
+    """
+    import inspect
+
+    import anyloss
+
+    tracked = _files_in_git()
+    for path in sorted(SITE.rglob("*.html")):
+        page = path.relative_to(SITE).as_posix()
+        if page.startswith(("_", "genindex", "search")):
+            continue
+        targets = REPO_LINK.findall(path.read_text(encoding="utf-8"))
+        for kind, target in targets:
+            assert not target.startswith(("docs/api/", "docs/_generated/")), (page, target)
+            assert (ROOT / target).is_file(), (page, kind, target)
+            if tracked is not None:
+                assert target in tracked, (page, kind, target)
+        if page.startswith("api/anyloss."):
+            func = inspect.unwrap(getattr(anyloss, page.removeprefix("api/anyloss.")[:-5]))
+            module = pathlib.Path(inspect.getsourcefile(func)).resolve()
+            expected = module.relative_to(ROOT).as_posix()
+            assert sorted(kind for kind, _ in targets) == ["blob", "edit"], (page, targets)
+            assert {target for _, target in targets} == {expected}, (page, targets)
+
+
+@needs_site
+@pytest.mark.parametrize("page", ["api/anyloss.huber_loss.html", "api/anyloss.ctc_loss.html"])
+def test_mathjax_is_served_by_the_site(page):
+    """No script comes from a CDN; MathJax is a file of the built site."""
+    parsed = _Page(SITE / page)
+    assert parsed.scripts, "no scripts at all"
+    remote = [s for s in parsed.scripts if re.match(r"^([a-z]+:)?//", s)]
+    assert not remote, remote
+    mathjax = [s for s in parsed.scripts if "mathjax" in s.lower()]
+    assert mathjax, parsed.scripts
+    for src in mathjax:
+        assert parsed.local(src).is_file(), src
+    text = (SITE / page).read_text(encoding="utf-8")
+    assert "cdn.jsdelivr" not in text and "cdnjs" not in text
+
+
 def test_getting_started_matches_readme_commands():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     commands = re.findall(r"```\n(.*?)\n```", readme, re.S)
@@ -189,6 +251,9 @@ def test_getting_started_matches_readme_commands():
     page = (DOCS / "getting-started.rst").read_text(encoding="utf-8")
     for command in commands[:2]:
         assert f"   {command.strip()}\n" in page, command
+    # the test suite's time and memory, as the README states them
+    (suite,) = re.findall(r"^The suite takes about .*$", readme, re.M)
+    assert f"\n{suite}\n" in page, suite
 
 
 @needs_site
@@ -196,15 +261,19 @@ def test_getting_started_matches_readme_commands():
     not (shutil.which("chromium") or shutil.which("chromium-browser")),
     reason="no chromium binary (Debian: apt-get install chromium)",
 )
-@pytest.mark.parametrize("page", ["index.html", "api/anyloss.huber_loss.html"])
+@pytest.mark.parametrize(
+    "page", ["index.html", "api/anyloss.huber_loss.html", "api/anyloss.ctc_loss.html"]
+)
 def test_chromium_renders_page(page, tmp_path):
-    """Headless Chromium loads the page; its DOM holds the text and a loaded plot."""
+    """Headless Chromium loads the page with no network; its DOM holds the text,
+    the typeset formulas (no raw TeX) and a loaded plot."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     profile = tempfile.mkdtemp(dir=tmp_path)
     flags = [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={profile}", "--window-size=1200,1600", "--virtual-time-budget=5000",
+        "--host-resolver-rules=MAP * ~NOTFOUND",  # no network: every host name fails
     ]  # fmt: skip
     url = (SITE / page).as_uri()
     dom = subprocess.run(
@@ -213,6 +282,14 @@ def test_chromium_renders_page(page, tmp_path):
     )  # fmt: skip
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "anyloss" in dom.stdout
+    if page.startswith("api/"):
+        # MathJax ran with no network: the formulas are typeset, no raw TeX shows
+        assert "<mjx-container" in dom.stdout, "MathJax did not typeset the page"
+        rendered = tmp_path / "rendered.html"
+        rendered.write_text(dom.stdout, encoding="utf-8")
+        words = _Page(rendered).words
+        for delimiter in ("\\(", "\\)", "\\[", "\\]"):
+            assert delimiter not in words, (delimiter, words[words.find(delimiter) - 200 :][:400])
     if "huber" in page:
         assert "huber_loss" in dom.stdout and "loss-plot" in dom.stdout
         # the plot image decodes in the browser

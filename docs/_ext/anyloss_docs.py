@@ -472,6 +472,38 @@ def generate(app: Sphinx) -> None:
             logger.warning("anyloss_docs: anyloss.%s has no row in porting_beyond.NAMES", name)
 
 
+def source_links(
+    app: Sphinx, pagename: str, templatename: str, context: dict[str, object], doctree: object
+) -> None:
+    """Point a loss page's "Edit/View this page" buttons at the loss's module.
+
+    The pages under ``api/`` are written by autosummary at build time and are
+    not in the repository, so the theme's default links (built from the page
+    name) would lead nowhere; the text on those pages is the docstring, whose
+    real file is the loss's source module, e.g. ``src/anyloss/_focal.py``.
+    """
+    if not pagename.startswith("api/anyloss."):
+        return
+    import anyloss
+
+    func = getattr(anyloss, pagename.removeprefix("api/anyloss."), None)
+    func = inspect.unwrap(func) if func is not None else None
+    source = inspect.getsourcefile(func) if func is not None else None
+    root = DOCS.parent
+    if source is None or not pathlib.Path(source).resolve().is_relative_to(root):
+        # no file of the repository to point to: no buttons rather than dead links
+        context["theme_top_of_page_buttons"] = []
+        return
+    path = pathlib.Path(source).resolve().relative_to(root).as_posix()
+    line = inspect.getsourcelines(func)[1]
+    options = app.config.html_theme_options
+    repo = str(options["source_repository"]).rstrip("/")
+    branch = options["source_branch"]
+    context["theme_source_edit_link"] = f"{repo}/edit/{branch}/{path}"
+    context["theme_source_view_link"] = f"{repo}/blob/{branch}/{path}#L{line}"
+
+
 def setup(app: Sphinx) -> dict[str, object]:
     app.connect("builder-inited", generate)
+    app.connect("html-page-context", source_links)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
