@@ -7,13 +7,14 @@ the commands that use them (the ``cli`` extra: ``pip install "anyloss[cli]"``).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from ._errors import InputError
+from ._errors import InputError, printable
 
 __all__ = ["main"]
 
@@ -26,8 +27,16 @@ columns:
   --input is the loss's first array (inputs, logits, predictions, anchors, x1),
   --target its `targets`; other arrays (gaussian_nll_loss vars,
   margin_ranking_loss inputs2, triplet_loss positives and negatives,
-  cosine_similarity_loss x2) are given as --array NAME=COL.
-  `anyloss list` shows each loss's arrays, parameters and defaults.
+  cosine_similarity_loss and cosine_embedding_loss x2) are given as
+  --array NAME=COL. `anyloss list` shows each loss's arrays, parameters and
+  defaults, and why info_nce_loss, nt_xent_loss and ctc_loss (not one loss per
+  row) are not served.
+
+dask:
+  --scheduler tcp://HOST:8786 waits at most --timeout seconds (default 30) for
+  the scheduler's handshake and for a worker; input paths are sent to the
+  workers as absolute paths (they must see the same files). Many small shards
+  are evaluated a group of files per task.
 
 formats:
   .npy (columns are a structured array's fields, or "0", "1", ... of a 2-D
@@ -43,8 +52,10 @@ examples:
   anyloss eval big/ --loss binary_cross_entropy --input p --target y \\
       --param with_logits=false --scheduler local
 
-exit codes: 0 success, 2 bad input or usage (one line on stderr), 130 interrupted
-(Ctrl-C or SIGTERM; an --out file is then not written).
+exit codes: 0 success; 1 a non-finite result (a NaN or inf mean or sum, or rows
+whose finite inputs give a NaN/inf loss: the reason on stderr, `null` in --json);
+2 bad input or usage (one line on stderr); 130 interrupted (Ctrl-C or SIGTERM; an
+--out file is then not written).
 """
 
 
@@ -56,7 +67,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    print(f"anyloss: error: {message}", file=sys.stderr)
+    print(f"anyloss: error: {printable(message)}", file=sys.stderr)
     raise SystemExit(code)
 
 
@@ -142,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --scheduler local: the number of worker processes",
     )
     ev.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --scheduler: how long to wait for the scheduler to answer and for "
+        "a worker to join (default 30)",
+    )
+    ev.add_argument(
         "--json",
         action="store_true",
         help="print one JSON line (result and summary) instead of text; with "
@@ -163,11 +182,21 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _list() -> int:
-    from ._spec import loss_names, loss_spec
+    from ._spec import describe, loss_names
 
     for name in loss_names():
-        print(loss_spec(name).describe())
+        print(describe(name))
     return 0
 
 
@@ -177,10 +206,11 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anyloss`` executable; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    if args.command is None:
-        build_parser().print_help()
-        return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # argparse's convention for a missing command
+        parser.print_usage(sys.stderr)
+        _fail("a command is required: eval or list (see `anyloss --help`)")
     signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "list":

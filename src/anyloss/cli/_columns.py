@@ -13,6 +13,7 @@ import numpy as np
 from ._errors import InputError
 
 __all__ = [
+    "DUPLICATE",
     "Selection",
     "arrow_to_numpy",
     "arrow_type_name",
@@ -24,6 +25,10 @@ __all__ = [
 ]
 
 _NUMERIC_KINDS = "fiub"
+
+# The type a source gives a column name its file holds more than once: such a
+# column cannot be told apart from its twin, so selecting it is an error.
+DUPLICATE = "duplicate"
 
 
 def natural_key(name: str) -> list[Any]:
@@ -70,6 +75,12 @@ def check_numeric(sel: Selection, columns: Mapping[str, str], where: str) -> Non
     """Fail before reading anything when a selected column cannot hold numbers."""
     for n in sel.names:
         kind = columns[n]
+        if kind == DUPLICATE:
+            raise InputError(
+                f"column {n!r} appears more than once in the header; rename the "
+                "copies so that each column has its own name",
+                where=where,
+            )
         if not _is_numeric_type(kind) or (sel.stack and kind.startswith("list")):
             want = "numbers" if not sel.stack else "one number per row (it is part of a glob)"
             raise InputError(f"column {n!r} has type {kind}; expected {want}", where=where)
@@ -168,7 +179,14 @@ def arrow_to_numpy(col: Any, name: str) -> np.ndarray:
                     f"{lengths[row].as_py()})",
                     row=row,
                 )
-        values = _flat_to_numpy(pc.list_flatten(col), name)
+        try:
+            values = _flat_to_numpy(pc.list_flatten(col), name)
+        except InputError as e:
+            if e.row is None or not width:
+                raise
+            # The row was counted in the flattened values: back to the list's row.
+            row, item = divmod(e.row, width)
+            raise InputError(f"{e.message} (item {item} of its list)", row=row) from None
         return values.reshape(n, width)
     return _flat_to_numpy(col, name)
 

@@ -4,6 +4,13 @@ Every source knows its column names and types before reading any data (so a
 missing or non-numeric column fails at once) and yields :class:`Chunk` objects
 of at most ``chunk_rows`` rows; memory is bounded by the chunk, whatever the
 file's size.
+
+Types are settled once for the whole input, so every chunk gives the loss the
+same dtypes: Parquet shards that disagree (float32 in one, float64 in another)
+are read as the promoted type, and a CSV column that looks integer in the
+first block PyArrow reads is parsed chunk by chunk, as int64 where every value
+is a whole number and float64 otherwise (so a later ``0.5`` is not an error).
+Parquet page checksums are verified where the file has them.
 """
 
 from __future__ import annotations
@@ -12,19 +19,21 @@ import glob as globmod
 import math
 import os
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
 
-from ._columns import arrow_to_numpy, arrow_type_name, natural_key, numpy_type_name
+from ._columns import DUPLICATE, arrow_to_numpy, arrow_type_name, natural_key, numpy_type_name
 from ._errors import InputError
 
 __all__ = ["FORMATS", "Chunk", "Source", "open_source"]
 
 FORMATS = ("npy", "npz", "csv", "parquet")
 _PARQUET_EXT = (".parquet", ".parq", ".pq")
+_CSV_EXT = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 
 
 @dataclass
@@ -45,6 +54,10 @@ class Source:
     columns: dict[str, str] = field(default_factory=dict)
     num_rows: int | None = None
     lengths: dict[str, int] = field(default_factory=dict)  # .npz: rows of each array
+    # Parquet: columns whose shards disagree on the type, read as the promoted dtype.
+    casts: dict[str, np.dtype[Any]] = field(default_factory=dict)
+    # CSV: columns read as text and parsed per chunk (int64 if whole numbers, else float64).
+    text_numbers: frozenset[str] = frozenset()
 
     def chunks(
         self, names: list[str], chunk_rows: int, start: int = 0, stop: int | None = None
@@ -54,7 +67,7 @@ class Source:
             yield from _npy_chunks(self, names, chunk_rows, start, stop)
         else:
             for path in self.files:
-                yield from _arrow_chunks(self.format, path, names, chunk_rows)
+                yield from _arrow_chunks(self, path, names, chunk_rows)
 
 
 def open_source(path: str, fmt: str | None = None) -> Source:
@@ -85,10 +98,12 @@ def _expand(path: str) -> list[str]:
             os.path.join(root, f)
             for root, _, fs in os.walk(path)
             for f in fs
-            if f.endswith((*_PARQUET_EXT, ".csv"))
+            if f.lower().endswith((*_PARQUET_EXT, *_CSV_EXT))
         ]
         if not found:
-            raise InputError("directory holds no .parquet or .csv files", where=path)
+            raise InputError(
+                f"directory holds no {', '.join((*_PARQUET_EXT, *_CSV_EXT))} files", where=path
+            )
         return sorted(found, key=natural_key)
     if os.path.exists(path):
         return [path]
@@ -102,9 +117,8 @@ def _expand(path: str) -> list[str]:
 
 def _format_of(path: str) -> str:
     name = path.lower()
-    for ext in (".csv.gz", ".csv.bz2", ".csv.zst"):
-        if name.endswith(ext):
-            return "csv"
+    if name.endswith(_CSV_EXT):
+        return "csv"
     ext = os.path.splitext(name)[1]
     if ext in _PARQUET_EXT:
         return "parquet"
@@ -119,19 +133,71 @@ def _format_of(path: str) -> str:
 # -- Arrow: Parquet and CSV ---------------------------------------------------------------
 
 
-def _parquet_source(label: str, files: list[str]) -> Source:
+def _parquet_file(path: str) -> Any:
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+    return pq.ParquetFile(
+        path, buffer_size=1 << 20, pre_buffer=False, page_checksum_verification=True
+    )
+
+
+def _field_types(schema: Any) -> dict[str, str]:
+    """Name -> type of each field, :data:`DUPLICATE` for a name the schema holds twice."""
+    types: dict[str, str] = {}
+    for fld in schema:
+        types[fld.name] = DUPLICATE if fld.name in types else arrow_type_name(fld.type)
+    return types
+
+
+def _promoted(a: str, b: str) -> str | None:
+    """The type two shards' types promote to (``float32``, ``float64`` -> ``float64``)."""
+
+    def split(t: str) -> tuple[str, str, str]:
+        if t.startswith("list<"):
+            close = t.rfind(">")
+            return "list<", t[5:close], t[close:]
+        return "", t, ""
+
+    (pa_, ia, sa), (pb, ib, sb) = split(a), split(b)
+    numeric = ("float", "int", "uint", "bool")
+    if pa_ != pb or sa != sb or not (ia.startswith(numeric) and ib.startswith(numeric)):
+        return None
+    return f"{pa_}{np.result_type(np.dtype(ia), np.dtype(ib)).name}{sa}"
+
+
+def _parquet_source(label: str, files: list[str]) -> Source:
     rows, columns = 0, dict[str, str]()
-    for f in files:
+    casts: dict[str, np.dtype[Any]] = {}
+    for i, f in enumerate(files):
         try:
-            meta = pq.ParquetFile(f)
+            meta = _parquet_file(f)
         except Exception as e:  # pyarrow raises ArrowInvalid for a file that is not Parquet
             raise InputError(f"not a readable Parquet file ({e})", where=f) from None
         rows += meta.metadata.num_rows
-        if not columns:
-            columns = {fld.name: arrow_type_name(fld.type) for fld in meta.schema_arrow}
-    return Source(label, "parquet", files, columns, rows)
+        types = _field_types(meta.schema_arrow)  # once per file: linear in the columns
+        if i == 0:
+            columns = types
+            continue
+        for name, kind in types.items():
+            known = columns.get(name)
+            if known is None or known == kind or DUPLICATE in (known, kind):
+                if kind == DUPLICATE and known is not None:
+                    columns[name] = DUPLICATE
+                continue
+            wider = _promoted(known, kind)
+            if wider is not None:
+                columns[name] = wider
+                inner = wider[5 : wider.rfind(">")] if wider.startswith("list<") else wider
+                casts[name] = np.dtype(inner)
+    return Source(label, "parquet", files, columns, rows, casts=casts)
+
+
+def _csv_input(path: str) -> Any:
+    """The file as a stream, decompressed by its extension (``.csv.gz``, also ``.CSV.GZ``)."""
+    import pyarrow as pa
+
+    codecs = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+    return pa.input_stream(path, compression=codecs.get(os.path.splitext(path.lower())[1]))
 
 
 def _csv_source(label: str, files: list[str]) -> Source:
@@ -139,53 +205,110 @@ def _csv_source(label: str, files: list[str]) -> Source:
     import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
     try:
-        with pcsv.open_csv(files[0]) as reader:
+        with pcsv.open_csv(_csv_input(files[0])) as reader:
             schema = reader.schema
     except pa.ArrowInvalid as e:
         raise InputError(f"not a readable CSV file ({e})", where=files[0]) from None
-    columns = {fld.name: arrow_type_name(fld.type) for fld in schema}
-    return Source(label, "csv", files, columns, None)
+    columns = _field_types(schema)
+    # CSV has no types: PyArrow guesses them from the first block. A column that
+    # looks integer (or empty) there may hold 0.5 further on, so it is read as
+    # text and parsed chunk by chunk; a header-only file has rows of no type.
+    text = frozenset(
+        n
+        for n, fld in zip(schema.names, schema, strict=True)
+        if columns[n] != DUPLICATE
+        and (pa.types.is_integer(fld.type) or pa.types.is_null(fld.type))
+    )
+    for n in text:
+        if columns[n] == "null":
+            columns[n] = "float64"
+    return Source(label, "csv", files, columns, None, text_numbers=text)
 
 
-def _arrow_batches(fmt: str, path: str, names: list[str], chunk_rows: int) -> Iterator[Any]:
+def _arrow_batches(source: Source, path: str, names: list[str], chunk_rows: int) -> Iterator[Any]:
+    import pyarrow as pa
     import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
 
-    if fmt == "parquet":
-        pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
-        missing = [n for n in names if n not in pf.schema_arrow.names]
+    if source.format == "parquet":
+        pf = _parquet_file(path)
+        types = _field_types(pf.schema_arrow)
+        missing = [n for n in names if n not in types]
         if missing:
             raise InputError(f"no column {missing[0]!r} in this shard", where=path)
+        duplicated = [n for n in names if types[n] == DUPLICATE]
+        if duplicated:
+            raise InputError(
+                f"column {duplicated[0]!r} appears more than once in this shard; rename the "
+                "copies so that each column has its own name",
+                where=path,
+            )
         yield from pf.iter_batches(batch_size=chunk_rows, columns=names)
     else:
         # About 64 bytes a row: blocks of roughly a chunk, never above 64 MiB.
         block = min(max(chunk_rows * 64, 1 << 16), 1 << 26)
+        # Types from the first file's first block, for every block of every shard:
+        # float columns stay float64 in a shard whose first block holds integers.
+        types = {
+            n: pa.string() if n in source.text_numbers else pa.float64()
+            for n in names
+            if n in source.text_numbers or source.columns.get(n) == "float64"
+        }
+        if path != source.files[0]:
+            _check_csv_header(path)
         with pcsv.open_csv(
-            path,
+            _csv_input(path),
             read_options=pcsv.ReadOptions(block_size=block),
-            convert_options=pcsv.ConvertOptions(include_columns=names),
+            convert_options=pcsv.ConvertOptions(
+                include_columns=names, column_types=types, strings_can_be_null=True
+            ),
         ) as reader:
             yield from reader
 
 
-def _arrow_chunks(fmt: str, path: str, names: list[str], chunk_rows: int) -> Iterator[Chunk]:
+def _check_csv_header(path: str) -> None:
+    """A later CSV shard's header may repeat a name, too (the first is checked on opening)."""
+    import io
+
+    import pyarrow.csv as pcsv
+
+    header = b""
+    with _csv_input(path) as f:
+        while b"\n" not in header and len(header) < 1 << 24:
+            block = f.read(1 << 16)
+            if not block:
+                break
+            header += block
+    header = header.split(b"\n", 1)[0] + b"\n"
+    names = pcsv.read_csv(io.BytesIO(header)).schema.names if header.strip() else []
+    twice = [n for n, k in Counter(names).items() if k > 1]
+    if twice:
+        raise InputError(
+            f"column {twice[0]!r} appears more than once in the header; rename the "
+            "copies so that each column has its own name",
+            where=path,
+        )
+
+
+def _arrow_chunks(source: Source, path: str, names: list[str], chunk_rows: int) -> Iterator[Chunk]:
     import pyarrow as pa
 
     pending: list[Any] = []
     buffered = row0 = 0
-    batches = _arrow_batches(fmt, path, names, chunk_rows)
+    batches = _arrow_batches(source, path, names, chunk_rows)
     while True:
         try:
             batch = next(batches, None)
-        except pa.ArrowException as e:
-            raise InputError(f"cannot read ({e})", row=None, where=path) from None
+        except (pa.ArrowException, OSError) as e:
+            raise InputError(_read_failure(e), row=None, where=path) from None
         if batch is not None and len(batch):
             pending.append(batch)
             buffered += len(batch)
         while buffered >= chunk_rows or (batch is None and buffered):
             table = pa.Table.from_batches(pending)
             take = min(chunk_rows, buffered)
-            yield _to_chunk(path, row0, table.slice(0, take), names)
+            yield _to_chunk(
+                path, row0, table.slice(0, take), names, source.casts, source.text_numbers
+            )
             rest = table.slice(take)
             pending = rest.to_batches() if len(rest) else []
             buffered -= take
@@ -194,19 +317,70 @@ def _arrow_chunks(fmt: str, path: str, names: list[str], chunk_rows: int) -> Ite
             return
 
 
-def _to_chunk(path: str, row0: int, table: Any, names: list[str]) -> Chunk:
+def _read_failure(e: BaseException) -> str:
+    text = str(e)
+    if "checksum" in text.lower():
+        return (
+            f"corrupt data: a Parquet page fails its checksum ({text}); "
+            "restore the file from a good copy"
+        )
+    return f"cannot read ({text})"
+
+
+def _to_chunk(
+    path: str,
+    row0: int,
+    table: Any,
+    names: list[str],
+    casts: dict[str, np.dtype[Any]] | None = None,
+    text: frozenset[str] = frozenset(),
+) -> Chunk:
+    index = {n: i for i, n in enumerate(table.schema.names)}  # one lookup table a chunk
     arrays = {}
     for n in names:
         try:
-            arrays[n] = arrow_to_numpy(table.column(n), n)
+            col = table.column(index[n])
+            if n in text:
+                col = _parse_numbers(col, n)
+            a = arrow_to_numpy(col, n)
         except InputError as e:
             raise InputError(e.message, None if e.row is None else row0 + e.row, path) from None
+        want = None if casts is None else casts.get(n)
+        arrays[n] = a if want is None or a.dtype == want else a.astype(want)
     return Chunk(path, row0, len(table), arrays)
 
 
-def table_arrays(table: Any, names: list[str], where: str, row0: int) -> Chunk:
-    """An in-memory Arrow table (a Dask partition) as a chunk."""
-    return _to_chunk(where, row0, table, names)
+def _parse_numbers(col: Any, name: str) -> Any:
+    """A CSV column read as text: int64 when every value is a whole number, else float64."""
+    import pyarrow as pa
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    for kind in (pa.int64(), pa.float64()):
+        try:
+            return pc.cast(col, kind)
+        except pa.ArrowInvalid:
+            pass
+    # An error path: bisect for the first value PyArrow cannot parse (log n casts).
+    lo, hi = 0, len(col) - 1  # the prefix ending at hi fails to parse
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            pc.cast(col.slice(0, mid + 1), pa.float64())
+            lo = mid + 1
+        except pa.ArrowInvalid:
+            hi = mid
+    raise InputError(f"column {name!r} holds {col[lo].as_py()!r}, not a number", row=lo)
+
+
+def table_arrays(
+    table: Any,
+    names: list[str],
+    where: str,
+    row0: int,
+    casts: dict[str, np.dtype[Any]] | None = None,
+) -> Chunk:
+    """An in-memory Arrow table (a Dask partition) as a chunk (``casts``: see :class:`Source`)."""
+    return _to_chunk(where, row0, table, names, casts)
 
 
 # -- NumPy: .npy and .npz -----------------------------------------------------------------
@@ -326,8 +500,10 @@ def _read_rows(f: IO[bytes], h: _Npy, rows: int, where: str, row0: int) -> np.nd
 
 
 def _npy_split(block: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    # A field or a column of the block is a strided view: copied C-contiguous (one
+    # chunk at a time), as the fused kernels need.
     if block.dtype.names:
-        return {n: block[n] for n in names}
+        return {n: np.ascontiguousarray(block[n]) for n in names}
     if block.ndim == 1:
         return {"0": block}
-    return {n: block[:, int(n)] for n in names}
+    return {n: np.ascontiguousarray(block[:, int(n)]) for n in names}

@@ -8,14 +8,27 @@ given with ``--input``, ``targets`` with ``--target``, ``weights`` with
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import losses
+import anyloss
+
 from ._errors import InputError
 
-__all__ = ["LossSpec", "loss_names", "loss_spec", "parse_params"]
+__all__ = ["LossSpec", "describe", "loss_names", "loss_spec", "parse_params"]
+
+# Losses of anyloss that are not one loss per row of a table: ``anyloss eval``
+# streams rows in chunks, so it cannot serve them. The reason is the message.
+_NOT_PER_ROW = {
+    "info_nce_loss": "a row's loss takes every other row of the batch as its negatives, "
+    "so it depends on how the rows are batched and cannot be streamed row by row",
+    "nt_xent_loss": "a row's loss takes every other row of the batch as its negatives, "
+    "so it depends on how the rows are batched and cannot be streamed row by row",
+    "ctc_loss": "its inputs are (time, batch, class) log-probabilities with per-sequence "
+    "input_lengths and target_lengths, not one row per example",
+}
 
 # Keyword-only options of the Python API that a streamed evaluation does not
 # take (yet): their 'mean' divides by the weights of the rows kept, which the
@@ -24,8 +37,23 @@ _NOT_STREAMED = {
     "ignore_index": "its mean leaves the ignored rows out of the denominator",
     "class_weights": "it takes a vector and its mean divides by the applied weights",
 }
-# Options given as a number although the Python API also takes an array.
-_NUMBERS = {"pos_weight": "float"}
+# Parameter types the annotation does not give: a number although the Python
+# API also takes an array (pos_weight; softmax_focal_loss's alpha, also None),
+# and triplet_loss's p, an ``int`` annotation for a norm degree that may be any
+# real > 0 (given as an int when it is one).
+_KINDS = {
+    ("*", "pos_weight"): "float",
+    ("softmax_focal_loss", "alpha"): "float?",
+    ("triplet_loss", "p"): "number",
+}
+_KIND_TEXT = {
+    "bool": "true or false",
+    "int": "an integer",
+    "float": "a number",
+    "float?": "a number or none",
+    "number": "a number",
+    "axes": "an integer or integers separated by commas (1,2)",
+}
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -41,7 +69,7 @@ class LossSpec:
 
     @property
     def func(self) -> Callable[..., Any]:
-        return getattr(losses, self.name)  # type: ignore[no-any-return]
+        return getattr(anyloss, self.name)  # type: ignore[no-any-return]
 
     def option_for(self, array: str) -> str:
         """The command-line option that gives ``array``."""
@@ -68,27 +96,52 @@ class LossSpec:
 
 
 def _show(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else repr(value)
+    if value is None or isinstance(value, bool):
+        return str(value).lower()
+    return repr(value)
 
 
-def _type_name(param: inspect.Parameter) -> str:
+def _type_name(loss: str, param: inspect.Parameter) -> str:
+    for key in ((loss, param.name), ("*", param.name)):
+        if key in _KINDS:
+            return _KINDS[key]
     ann = param.annotation
     name = ann if isinstance(ann, str) else getattr(ann, "__name__", "")
+    name = name.replace(" ", "")
     if name in ("bool", "int", "float"):
         return name
+    if name == "float|None":
+        return "float?"
+    if name.startswith("int|tuple"):
+        return "axes"
     return type(param.default).__name__
 
 
 def loss_names() -> list[str]:
-    return sorted(n for n in losses.__all__ if n[0].islower())
+    """Every loss of anyloss (``anyloss list``), served by ``anyloss eval`` or not."""
+    return sorted(
+        n for n in anyloss.__all__ if n[0].islower() and inspect.isfunction(getattr(anyloss, n))
+    )
+
+
+def describe(name: str) -> str:
+    """One line of ``anyloss list``."""
+    if name in _NOT_PER_ROW:
+        return f"{name:<24} not served by anyloss eval: {_NOT_PER_ROW[name]}"
+    return loss_spec(name).describe()
 
 
 def loss_spec(name: str) -> LossSpec:
+    if name in _NOT_PER_ROW:
+        raise InputError(
+            f"anyloss eval does not serve {name}: {_NOT_PER_ROW[name]}; "
+            f"call anyloss.{name}(...) in Python on the whole batch"
+        )
     if name not in loss_names():
         raise InputError(
             f"unknown loss {name!r}; see `anyloss list` (one of: {', '.join(loss_names())})"
         )
-    sig = inspect.signature(getattr(losses, name))
+    sig = inspect.signature(getattr(anyloss, name))
     arrays, required, params, reduction = [], [], {}, "none"
     for p in sig.parameters.values():
         if p.default is inspect.Parameter.empty:
@@ -98,10 +151,8 @@ def loss_spec(name: str) -> LossSpec:
             arrays.append(p.name)
         elif p.name == "reduction":
             reduction = p.default
-        elif p.name in _NUMBERS:
-            params[p.name] = (_NUMBERS[p.name], p.default)
         elif p.name not in _NOT_STREAMED:
-            params[p.name] = (_type_name(p), p.default)
+            params[p.name] = (_type_name(name, p), p.default)
     return LossSpec(name, tuple(arrays), tuple(required), params, reduction)
 
 
@@ -113,12 +164,23 @@ def _convert(spec: LossSpec, key: str, text: str) -> Any:
             return True
         if low in _FALSE:
             return False
-        raise InputError(f"--param {key}={text}: expected true or false")
-    try:
-        return int(low) if kind == "int" else float(low)
-    except ValueError:
-        want = "an integer" if kind == "int" else "a number"
-        raise InputError(f"--param {key}={text}: expected {want}") from None
+    elif kind == "float?" and low == "none":
+        return None
+    else:
+        try:
+            if kind == "axes":
+                axes = tuple(int(a) for a in low.split(","))
+                return axes[0] if len(axes) == 1 else axes
+            if kind == "int" or (kind == "number" and low.lstrip("+-").isdigit()):
+                return int(low)
+            value = float(low)
+        except ValueError:
+            pass
+        else:
+            if math.isnan(value):
+                raise InputError(f"--param {key}={text}: expected {_KIND_TEXT[kind]}, not NaN")
+            return value
+    raise InputError(f"--param {key}={text}: expected {_KIND_TEXT.get(kind, kind)}")
 
 
 def parse_params(spec: LossSpec, items: list[str]) -> dict[str, Any]:
@@ -142,9 +204,11 @@ def parse_params(spec: LossSpec, items: list[str]) -> dict[str, Any]:
             known = ", ".join(spec.params) or "none"
             raise InputError(f"{spec.name} has no parameter {key!r} (parameters: {known})")
         out[key] = _convert(spec, key, text)
-    if out.get("axis") == 0:
+    axis = out.get("axis")
+    if axis == 0 or (isinstance(axis, tuple) and 0 in axis):
         raise InputError(
-            "--param axis=0 is the row axis; rows are examples, so axis must "
+            f"--param axis={','.join(map(str, axis)) if isinstance(axis, tuple) else axis}: "
+            "axis 0 is the row axis; rows are examples, so axis must "
             "name the column's own axis (1 or -1)"
         )
     return out

@@ -60,16 +60,17 @@ process loads it in milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MIN_SIZE", "available", "fast", "run"]
+__all__ = ["MIN_SIZE", "available", "fast", "generic", "run"]
 
 #: Smallest primary input (in elements) for which a kernel is used.
 MIN_SIZE = 1 << 15
@@ -99,6 +100,7 @@ _REDUCTIONS = ("none", "mean", "sum")
 
 _impl: Any = None  # the _numba module once imported; False where numba is missing
 _lock = threading.Lock()
+_local = threading.local()  # .off: run() returns None in this thread (see generic())
 
 
 def _load() -> Any:
@@ -118,6 +120,21 @@ def _load() -> Any:
 def available() -> bool:
     """Whether the kernels can run (numba importable, not switched off)."""
     return _MODE not in ("0", "off", "false", "no") and bool(_load())
+
+
+@contextlib.contextmanager
+def generic() -> Iterator[None]:
+    """Within it, :func:`run` returns None in this thread: the generic path.
+
+    For a caller that knows a kernel cannot pay off, e.g. the CLI on an input
+    too small to repay numba's import and first load in a new process (1-2 s).
+    """
+    before = getattr(_local, "off", False)
+    _local.off = True
+    try:
+        yield
+    finally:
+        _local.off = before
 
 
 # -- threads ------------------------------------------------------------------
@@ -412,6 +429,8 @@ def run(loss: str, reduction: str, /, **kw: Any) -> np.ndarray | None:
         dtype of the primary input, or None.
     """
     if _MODE in ("0", "off", "false", "no") or reduction not in _REDUCTIONS:
+        return None
+    if getattr(_local, "off", False):
         return None
     dispatch = _DISPATCH.get(loss)
     if dispatch is None or _impl is False:
