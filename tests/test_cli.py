@@ -604,7 +604,7 @@ def test_a_dask_cluster_gives_the_local_result(files, data, with_nan, tmp_path):
         dashboard_address=None,
     ) as cluster:
         address = cluster.scheduler_address
-        for name in ("data.parquet", "data.npz"):  # dask.dataframe / row ranges
+        for name in ("data.parquet", "data.npz"):  # row groups / row ranges
             args = [
                 files[name],
                 "--loss",

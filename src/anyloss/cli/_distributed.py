@@ -1,10 +1,12 @@
 """``--scheduler``: the same evaluation on a Dask cluster.
 
-Parquet and CSV are read by ``dask.dataframe`` (a partition per row group or
-CSV block); .npy/.npz by row ranges, each read on a worker. Each partition is
-evaluated on its worker, chunk by chunk, exactly as on one machine; the client
-gathers the chunk results in row order (a bounded window ahead), so the mean
-and sum are combined the same way and equal the local path's.
+Every task reads its part of the input on a worker with the local readers (the
+same column types, Parquet page checksums and CSV parsing as without
+``--scheduler``): many shards in groups of whole files; a few files split by
+runs of row groups (Parquet) or byte ranges (uncompressed CSV); .npy/.npz by row
+ranges. Each part is evaluated on its worker, chunk by chunk, exactly as on one
+machine; the client gathers the chunk results in row order (a bounded window
+ahead), so the mean and sum are combined the same way as on the local path.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._compute import ChunkResult, Plan, evaluate
 from ._errors import InputError
-from ._readers import Source, table_arrays
+from ._readers import Chunk, Source, _arrow_chunks, _parquet_file
 
 __all__ = ["dask_results"]
 
@@ -34,14 +36,17 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def _evaluate_all(
-    plan: Plan, chunks: Iterator[tuple[int, int, dict[str, Any]]]
-) -> list[ChunkResult]:
-    """Results of a partition's chunks; an error ends the list, its row inside that chunk."""
+def _chunk_results(plan: Plan, chunks: Iterator[Chunk]) -> list[ChunkResult]:
+    """Results of chunks read on a worker; an error ends the list, named with file and row."""
     out = []
     try:
-        for rows, _row0, arrays in chunks:
-            out.append(evaluate(plan, rows, arrays))
+        for chunk in chunks:
+            try:
+                out.append(evaluate(plan, chunk.rows, chunk.arrays))
+            except InputError as e:
+                e.row = None if e.row is None else chunk.row0 + e.row
+                e.where = chunk.where
+                raise
     except InputError as e:
         out.append(ChunkResult(rows=0, error=e))
     except OSError as e:  # the worker cannot read a file the client could
@@ -55,43 +60,27 @@ def _evaluate_all(
     return out
 
 
-def _table_chunks(
-    frame: Any, plan: Plan, chunk_rows: int
-) -> Iterator[tuple[int, int, dict[str, Any]]]:
-    import pyarrow as pa  # type: ignore[import-untyped]
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    for start in range(0, len(table), chunk_rows):
-        chunk = table_arrays(table.slice(start, chunk_rows), plan.columns, "", 0)
-        yield chunk.rows, start, chunk.arrays
-
-
-def _frame_task(frame: Any, plan: Plan, chunk_rows: int) -> list[ChunkResult]:
-    return _evaluate_all(plan, _table_chunks(frame, plan, chunk_rows))
-
-
 def _range_task(
     source: Source, plan: Plan, start: int, stop: int, chunk_rows: int
 ) -> list[ChunkResult]:
-    chunks = (
-        (c.rows, c.row0, c.arrays) for c in source.chunks(plan.columns, chunk_rows, start, stop)
-    )
-    return _evaluate_all(plan, chunks)
+    """Rows ``[start, stop)`` of a .npy/.npz file."""
+    return _chunk_results(plan, source.chunks(plan.columns, chunk_rows, start, stop))
 
 
 def _files_task(source: Source, plan: Plan, chunk_rows: int) -> list[ChunkResult]:
     """A group of whole shards, read as on one machine (errors name the file and row)."""
-    results: list[ChunkResult] = []
-    for chunk in source.chunks(plan.columns, chunk_rows):
-        res = _evaluate_all(plan, iter([(chunk.rows, chunk.row0, chunk.arrays)]))[0]
-        if res.error is not None:
-            e = res.error
-            if e.where is None:
-                e.row = None if e.row is None else chunk.row0 + e.row
-                e.where = chunk.where
-            return [*results, res]
-        results.append(res)
-    return results
+    return _chunk_results(plan, source.chunks(plan.columns, chunk_rows))
+
+
+def _part_task(
+    source: Source, plan: Plan, path: str, part: tuple[int, int] | None, row0: int, chunk_rows: int
+) -> list[ChunkResult]:
+    """Row groups ``part`` of a Parquet file, or the CSV lines that start in bytes ``part``.
+
+    Read by the local reader: the same types (``source.casts``, CSV columns
+    parsed per chunk), the same page checksums, the same messages.
+    """
+    return _chunk_results(plan, _arrow_chunks(source, path, plan.columns, chunk_rows, part, row0))
 
 
 def _groups(files: list[str], threads: int) -> list[list[str]]:
@@ -114,41 +103,71 @@ def _groups(files: list[str], threads: int) -> list[list[str]]:
 
 
 _GROUP_BYTES = 1 << 24  # a group of small shards holds at least about 16 MiB
+_TASK_CHUNKS = 16  # a task reads at most about this many chunks (when the input is large)
+_CSV_ROW_BYTES = 64  # about a CSV row, as the readers' block size assumes
+_CSV_RANGE_BYTES = 1 << 26  # a CSV byte range holds at most 64 MiB
 
 
-def _tasks(source: Source, plan: Plan, chunk_rows: int, threads: int) -> list[Any]:
+def _task_size(total: int, chunk: int, threads: int) -> int:
+    """Rows (or bytes) a task reads: a few tasks per thread, each a chunk up to 16 chunks."""
+    return max(chunk, min(chunk * _TASK_CHUNKS, total // (4 * threads)))
+
+
+@dataclass
+class _Task:
+    work: Any  # a dask.delayed call returning a list of ChunkResult
+    # A CSV byte range: its rows count from the range's start; the client adds the
+    # rows of the file's earlier ranges to the row an error names.
+    counts_in: str | None = None
+
+
+def _tasks(source: Source, plan: Plan, chunk_rows: int, threads: int) -> list[_Task]:
+    """The work, in row order: a few files are split so that each spreads over the workers.
+
+    Parquet by runs of row groups, uncompressed CSV by byte ranges (a line to the
+    range holding its first byte), each part read on a worker by the local reader.
+    """
     from dask.delayed import delayed
 
     if source.format in ("npy", "npz"):
         rows = source.num_rows or 0
-        step = chunk_rows * 16
+        step = chunk_rows * _TASK_CHUNKS
         return [
-            delayed(_range_task)(source, plan, s, min(s + step, rows), chunk_rows)
+            _Task(delayed(_range_task)(source, plan, s, min(s + step, rows), chunk_rows))
             for s in range(0, rows, step)
         ]
     if len(source.files) >= 2 * threads:  # many shards: whole files a task
         return [
-            delayed(_files_task)(replace(source, files=group), plan, chunk_rows)
+            _Task(delayed(_files_task)(replace(source, files=group), plan, chunk_rows))
             for group in _groups(source.files, threads)
         ]
-    import dask.dataframe as dd  # few files: a task per row group or CSV block
-
-    with warnings.catch_warnings():
-        _quiet()
-        if source.format == "parquet":
-            frame = dd.read_parquet(
-                source.files, columns=plan.columns, dtype_backend="pyarrow", split_row_groups=True
-            )
-        else:
-            frame = dd.read_csv(
-                source.files,
-                usecols=plan.columns,
-                dtype_backend="pyarrow",
-                engine="pyarrow",
-                blocksize="64MiB",
-            )
-        parts = frame.to_delayed()
-    return [delayed(_frame_task)(p, plan, chunk_rows) for p in parts]
+    tasks: list[_Task] = []
+    if source.format == "parquet":
+        target = _task_size(source.num_rows or 0, chunk_rows, threads)
+        for path in source.files:
+            meta = _parquet_file(path).metadata
+            first = row0 = held = 0
+            for g in range(meta.num_row_groups):
+                held += meta.row_group(g).num_rows
+                if held >= target or g == meta.num_row_groups - 1:
+                    work = delayed(_part_task)(
+                        source, plan, path, (first, g + 1), row0, chunk_rows
+                    )
+                    tasks.append(_Task(work))
+                    first, row0, held = g + 1, row0 + held, 0
+        return tasks
+    sizes = [os.path.getsize(f) for f in source.files]
+    chunk = chunk_rows * _CSV_ROW_BYTES
+    step = min(_task_size(sum(sizes), chunk, threads), _CSV_RANGE_BYTES)
+    for path, size in zip(source.files, sizes, strict=True):
+        if os.path.splitext(path.lower())[1] in (".gz", ".bz2", ".zst"):  # read from its start
+            tasks.append(_Task(delayed(_part_task)(source, plan, path, None, 0, chunk_rows)))
+            continue
+        for s in range(0, max(size, 1), step):
+            part = (s, min(s + step, size))
+            work = delayed(_part_task)(source, plan, path, part, 0, chunk_rows)
+            tasks.append(_Task(work, counts_in=path))
+    return tasks
 
 
 _ADDRESS_HELP = "expected tcp://HOST:PORT (a Dask scheduler, usually port 8786) or `local`"
@@ -289,10 +308,24 @@ def _client(address: str, workers: int | None, timeout: float) -> Any:
     return client
 
 
-def _named(results: list[ChunkResult], given: dict[str, str]) -> list[ChunkResult]:
+def _named(
+    results: list[ChunkResult], task: _Task, given: dict[str, str], done: dict[str, int]
+) -> list[ChunkResult]:
+    """Errors named with the file as the user gave it, and the row counted in that file.
+
+    ``done``: the rows of each CSV file read by its earlier byte ranges.
+    """
+    path = task.counts_in
+    before = 0 if path is None else done.get(path, 0)
     for res in results:
-        if res.error is not None and res.error.where in given:
-            res.error.where = given[res.error.where]
+        e = res.error
+        if e is not None:
+            if path is not None and e.where == path and e.row is not None:
+                e.row += before
+            if e.where in given:
+                e.where = given[e.where]
+        elif path is not None:
+            done[path] = done.get(path, 0) + res.rows
     return results
 
 
@@ -310,7 +343,7 @@ def dask_results(
     given = {os.path.abspath(f): f for f in source.files}
     source = replace(source, files=list(given))
     client = _client(address, workers, timeout)
-    pending: deque[Any] = deque()
+    pending: deque[tuple[Any, _Task]] = deque()
     try:
         if address == "local":  # leave the warning filters of someone else's cluster alone
             client.run(_quiet)
@@ -319,15 +352,18 @@ def dask_results(
             _quiet()
             tasks = _tasks(source, plan, chunk_rows, threads)
         window = 2 * threads
+        done: dict[str, int] = {}
         for task in tasks:
-            pending.append(client.compute(task))
+            pending.append((client.compute(task.work), task))
             if len(pending) >= window:
-                yield from _named(pending.popleft().result(), given)
+                future, oldest = pending.popleft()
+                yield from _named(future.result(), oldest, given, done)
         while pending:
-            yield from _named(pending.popleft().result(), given)
+            future, oldest = pending.popleft()
+            yield from _named(future.result(), oldest, given, done)
     finally:
-        for f in pending:
-            f.cancel()
+        for future, _ in pending:
+            future.cancel()
         cluster = client.cluster
         client.close()
         if cluster is not None and address == "local":

@@ -225,7 +225,9 @@ def _csv_source(label: str, files: list[str]) -> Source:
     return Source(label, "csv", files, columns, None, text_numbers=text)
 
 
-def _arrow_batches(source: Source, path: str, names: list[str], chunk_rows: int) -> Iterator[Any]:
+def _arrow_batches(
+    source: Source, path: str, names: list[str], chunk_rows: int, part: tuple[int, int] | None
+) -> Iterator[Any]:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -242,7 +244,8 @@ def _arrow_batches(source: Source, path: str, names: list[str], chunk_rows: int)
                 "copies so that each column has its own name",
                 where=path,
             )
-        yield from pf.iter_batches(batch_size=chunk_rows, columns=names)
+        groups = None if part is None else range(*part)
+        yield from pf.iter_batches(batch_size=chunk_rows, columns=names, row_groups=groups)
     else:
         # About 64 bytes a row: blocks of roughly a chunk, never above 64 MiB.
         block = min(max(chunk_rows * 64, 1 << 16), 1 << 26)
@@ -255,14 +258,44 @@ def _arrow_batches(source: Source, path: str, names: list[str], chunk_rows: int)
         }
         if path != source.files[0]:
             _check_csv_header(path)
+        stream = _csv_input(path) if part is None else _csv_range(path, *part)
+        if stream is None:
+            return
         with pcsv.open_csv(
-            _csv_input(path),
+            stream,
             read_options=pcsv.ReadOptions(block_size=block),
             convert_options=pcsv.ConvertOptions(
                 include_columns=names, column_types=types, strings_can_be_null=True
             ),
         ) as reader:
             yield from reader
+
+
+def _csv_range(path: str, start: int, stop: int) -> Any:
+    """The header and the lines that start in bytes ``[start, stop)`` of an uncompressed CSV.
+
+    Ranges that tile the file read each line once (a line belongs to the range
+    holding its first byte). As PyArrow's reader by default, no newline may sit
+    inside a quoted value. ``None`` when no line starts in the range.
+    """
+    import pyarrow as pa
+
+    with open(path, "rb") as f:
+        header = f.readline()
+        if start > 0:
+            f.seek(start - 1)
+            if f.read(1) != b"\n":
+                f.readline()  # the end of a line that starts in the range before
+            begin = max(f.tell(), len(header))
+        else:
+            header, begin = b"", 0  # the header is the range's own first line
+        f.seek(begin)
+        body = f.read(stop - begin) if begin < stop else b""
+        if not body:
+            return None
+        if not body.endswith(b"\n"):
+            body += f.readline()
+    return pa.BufferReader(header + body)
 
 
 def _check_csv_header(path: str) -> None:
@@ -289,12 +322,23 @@ def _check_csv_header(path: str) -> None:
         )
 
 
-def _arrow_chunks(source: Source, path: str, names: list[str], chunk_rows: int) -> Iterator[Chunk]:
+def _arrow_chunks(
+    source: Source,
+    path: str,
+    names: list[str],
+    chunk_rows: int,
+    part: tuple[int, int] | None = None,
+    row0: int = 0,
+) -> Iterator[Chunk]:
+    """Chunks of one file; ``part``: its row groups ``[a, b)`` (Parquet) or bytes (CSV).
+
+    ``row0`` is the number of the part's first row in the file.
+    """
     import pyarrow as pa
 
     pending: list[Any] = []
-    buffered = row0 = 0
-    batches = _arrow_batches(source, path, names, chunk_rows)
+    buffered = 0
+    batches = _arrow_batches(source, path, names, chunk_rows, part)
     while True:
         try:
             batch = next(batches, None)
@@ -370,17 +414,6 @@ def _parse_numbers(col: Any, name: str) -> Any:
         except pa.ArrowInvalid:
             hi = mid
     raise InputError(f"column {name!r} holds {col[lo].as_py()!r}, not a number", row=lo)
-
-
-def table_arrays(
-    table: Any,
-    names: list[str],
-    where: str,
-    row0: int,
-    casts: dict[str, np.dtype[Any]] | None = None,
-) -> Chunk:
-    """An in-memory Arrow table (a Dask partition) as a chunk (``casts``: see :class:`Source`)."""
-    return _to_chunk(where, row0, table, names, casts)
 
 
 # -- NumPy: .npy and .npz -----------------------------------------------------------------
