@@ -166,6 +166,81 @@ def test_cross_entropy_float32_rows_within_4_ulp(rng: np.random.Generator, probs
     assert ulps.max() <= 4
 
 
+@pytest.mark.parametrize("classes", [600, 1000, 32000])
+def test_cross_entropy_float32_equal_tiny_terms(classes: int) -> None:
+    """A confident row whose other logits are equal: the same tiny exp summed
+    hundreds of times, where float32 block sums round the same way each time
+    (an AVX2 build was 5 ulp off with blocks of 256; see test_kernels_avx2)."""
+    mpmath = pytest.importorskip("mpmath")
+    x = np.zeros((64, classes), np.float32)
+    x[:, 9] = 30.0
+    t = np.full(64, 9)
+    got = kernels.run("cross_entropy", "none", logits=x, targets=t, _force=True)
+    assert got is not None
+    with mpmath.workdps(40):
+        true = float(mpmath.log1p((classes - 1) * mpmath.exp(-30)))
+    assert ulp_distance(got, np.full(64, true), np.float32).max() <= 2
+
+
+@pytest.mark.parametrize("gap", [30.0, 300.0])
+def test_cross_entropy_float64_confident_rows(gap: float) -> None:
+    """float64 rows whose target leads by ``gap``: x - max rounds by half an
+    ulp of |x - max|, which exp turns into |x - max|/2 ulp of each term (208
+    ulp in a fuzzing run); the kernel corrects it by the rounding error
+    (TwoSum) and sums the blocks with their errors."""
+    mpmath = pytest.importorskip("mpmath")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((40, 600)) * 3
+    t = rng.integers(0, 600, 40)
+    x[np.arange(40), t] += gap
+    x[0] = 0.0
+    x[0, t[0]] = gap
+    got = kernels.run("cross_entropy", "none", logits=x, targets=t, _force=True)
+    assert got is not None
+    with mpmath.workdps(60):
+        true = []
+        for row, target in zip(x, t, strict=True):
+            values = [mpmath.mpf(float(v)) for v in row]
+            top = int(np.argmax(row))  # the target here; log1p keeps the tiny rest
+            rest = mpmath.fsum(
+                mpmath.exp(v - values[top]) for v in values[:top] + values[top + 1 :]
+            )
+            true.append(float(values[top] - values[target] + mpmath.log1p(rest)))
+    assert ulp_distance(got, np.array(true), np.float64).max() <= 4
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("probs", [False, True])
+def test_cross_entropy_smoothing_near_the_largest_float(dtype: Any, probs: bool) -> None:
+    """Logits of both signs near the largest float: x - max overflows, and so
+    does a row's sum of them, although the smoothed loss is finite."""
+    mpmath = pytest.importorskip("mpmath")
+    big = float(np.finfo(dtype).max)
+    x = np.array([[0.9, -0.9, 0.5], [-0.8, 0.7, -0.95]], dtype) * dtype(big)
+    t = np.array([0, 1])
+    target: Any = np.eye(3, dtype=dtype)[t] * dtype(0.75) + dtype(0.25 / 3) if probs else t
+    got = kernels.run(
+        "cross_entropy", "none", logits=x, targets=target, label_smoothing=0.2, _force=True
+    )
+    assert got is not None
+    with mpmath.workdps(50):
+        true = []
+        for r in range(2):
+            v = [mpmath.mpf(float(a)) for a in x[r]]
+            top = max(v)
+            lse = top + mpmath.log(mpmath.fsum(mpmath.exp(a - top) for a in v))
+            q = [mpmath.mpf(float(b)) for b in target[r]] if probs else [0] * 3
+            if not probs:
+                q[t[r]] = 1
+            q = [0.8 * qc + mpmath.mpf(0.2) / 3 for qc in q]
+            true.append(float(mpmath.fsum(qc * (lse - a) for qc, a in zip(q, v, strict=True))))
+    assert np.all(np.isfinite(true))
+    assert ulp_distance(got, np.array(true), dtype).max() <= 4
+    with kernels_off():
+        generic_loss = anyloss.cross_entropy(x, target, label_smoothing=0.2)
+    assert ulp_distance(got, generic_loss, dtype).max() <= 4
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cross_entropy_batched_and_1d(rng: np.random.Generator, dtype: Any) -> None:
     x = rng.standard_normal((2, 3, 50)).astype(dtype)
@@ -338,6 +413,14 @@ def test_threads_do_not_change_results(
     for ce, bce in results[1:]:
         assert ce == results[0][0]
         assert bce == results[0][1]
+
+
+@pytest.mark.parametrize("value", ["abc", "2.5"])
+def test_bad_thread_count_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("ANYLOSS_NUM_THREADS", value)
+    x = np.zeros((2, 1 << 15), np.float32)
+    with pytest.raises(ValueError, match=rf"ANYLOSS_NUM_THREADS='{value}' is not an integer"):
+        anyloss.cross_entropy(x, np.zeros(2, np.int64))
 
 
 def test_size_threshold(monkeypatch: pytest.MonkeyPatch) -> None:

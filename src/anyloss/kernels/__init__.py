@@ -42,14 +42,18 @@ or ``None`` when no kernel applies, and then the loss runs its generic code.
 The result has the dtype of the primary input (a 0-d array for ``'mean'``
 and ``'sum'``); float32 results are within 4 ulp of the exact value (the
 same stable formulas as the generic code, evaluated in float64; cross
-entropy on float32 logits: float32 exponentials summed per block of 256,
+entropy on float32 logits: float32 exponentials summed per block of 64,
 blocks and rows in float64). So the losses the generic path computes in
 float64 (``kl_div``, ``gaussian_nll``, ``hinge``, ``margin_ranking``,
 ``cosine_similarity``, ``triplet``) can be given their float32 arrays as
-they are. Sums are taken per block and added in a fixed order: results do
-not depend on the number of threads (``ANYLOSS_NUM_THREADS``, default: the
-CPUs this process may use). A call is split over threads when its estimated
-single-thread time exceeds :data:`MIN_NS_PER_THREAD` per thread.
+they are. For float64 inputs, which have no wider type,
+``cosine_similarity``, ``triplet`` and ``gaussian_nll`` run in double-double
+(error-free products and sums, as their generic code): a few ulp, and the
+same answer as the generic path for C- and Fortran-ordered arrays. Sums are
+taken per block and added in a fixed order: results do not depend on the
+number of threads (``ANYLOSS_NUM_THREADS``, default: the CPUs this process
+may use). A call is split over threads when its estimated single-thread
+time exceeds :data:`MIN_NS_PER_THREAD` per thread.
 
 numba is imported on the first call that runs a kernel (about 0.6 s), never
 by ``import anyloss``. Each kernel is compiled on its first use for a dtype
@@ -87,6 +91,8 @@ _NS_PER_ELEMENT = {
     "kl_div": 1.5,
     "cosine": 0.4,
     "triplet": 0.5,
+    "cosine_dd": 4.0,
+    "triplet_dd": 6.0,
     "bce_logits": 2.0,
     "bce_probs": 2.0,
     "log_cosh": 3.0,
@@ -152,9 +158,16 @@ if hasattr(os, "register_at_fork"):
 
 
 def _num_threads() -> int:
-    env = os.environ.get("ANYLOSS_NUM_THREADS")
+    env = os.environ.get("ANYLOSS_NUM_THREADS", "").strip()
     if env:
-        return max(1, int(env))
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(
+                f"the environment variable ANYLOSS_NUM_THREADS={env!r} is not an "
+                f"integer; set it to the number of threads the kernels may use "
+                f"(e.g. ANYLOSS_NUM_THREADS=2), or unset it to use every CPU"
+            ) from None
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -304,7 +317,8 @@ def _cosine_similarity_loss(reduction: str, kw: dict[str, Any]) -> Any:
     if not _last_axis(kw.get("axis", 1), a.ndim):
         return None
     eps = float(kw.get("eps", 1e-8))
-    return _rows("cosine", reduction, a, (b.reshape(-1, a.shape[-1]) if a.shape[-1] else b, eps))
+    name = "cosine_dd" if a.dtype == np.float64 else "cosine"
+    return _rows(name, reduction, a, (b.reshape(-1, a.shape[-1]) if a.shape[-1] else b, eps))
 
 
 def _triplet_loss(reduction: str, kw: dict[str, Any]) -> Any:
@@ -319,7 +333,7 @@ def _triplet_loss(reduction: str, kw: dict[str, Any]) -> Any:
         return None
     margin, eps = float(kw.get("margin", 1.0)), float(kw.get("eps", 1e-6))
     others = (p.reshape(-1, c), n.reshape(-1, c), degree, margin, eps)
-    return _rows("triplet", reduction, a, others)
+    return _rows("triplet_dd" if a.dtype == np.float64 else "triplet", reduction, a, others)
 
 
 def _elementwise(
@@ -391,7 +405,8 @@ def _gaussian_nll_loss(reduction: str, kw: dict[str, Any]) -> Any:
         return None
     if not _big(mu, kw):
         return None
-    const = 0.5 * float(np.log(2.0 * np.pi)) if kw.get("full", False) else 0.0
+    # 0.5 log(2 pi) correctly rounded (the kernel adds the rest for float64)
+    const = 0.9189385332046728 if kw.get("full", False) else 0.0
     return _elementwise("gaussian_nll", reduction, (mu, y, v), (float(kw.get("eps", 1e-6)), const))
 
 

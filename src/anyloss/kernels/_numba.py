@@ -53,6 +53,12 @@ def _exact_kernel(func):
     return njit(nogil=True, cache=True, fastmath=_EXACT_FLAGS, error_model="numpy")(func)
 
 
+def _dd_kernel(func):
+    # double-double arithmetic: not even contract, which could fuse the
+    # product of a TwoSum's operand into an fma and break its error term
+    return njit(nogil=True, cache=True, fastmath={"nsz"}, error_model="numpy")(func)
+
+
 def _helper(func):
     # Inlined in numba's IR, so every helper vectorizes inside the kernel loop
     # however deep the helpers nest (LLVM's inliner gives up on deep nests).
@@ -163,6 +169,17 @@ _ROUND_MAGIC = 6755399441055744.0  # 1.5 * 2**52
 _ROUND_MAGIC_BITS = 0x4338000000000000
 _EXP_MAGIC = 4503599627370496.0  # 2**52
 _EXP_MAGIC_BITS = 0x4330000000000000
+_F64_TINY = 2.2250738585072014e-308  # smallest normal float64
+_TWO54 = 18014398509481984.0  # 2**54: a subnormal times it is normal
+_F64_HALF_MAX = 8.988465674311579e307  # max / 2: the difference of two below it is finite
+# double-double constants of gaussian_nll (as in anyloss._regression)
+_LN2_LO2 = 1.1612227229362532e-26
+_TWO_THIRDS_HI = 0.6666666666666666
+_TWO_THIRDS_LO = 3.700743415417188e-17
+_TWO_FIFTHS_HI = 0.4
+_TWO_FIFTHS_LO = -2.2204460492503132e-17
+_HALF_LOG_2PI_LO = -3.8782941580672414e-17
+_ATANH_TAIL7 = tuple(1.0 / (2 * i + 1) for i in range(11, 2, -1))  # 1/23 ... 1/7
 
 
 def _taylor(n):
@@ -402,27 +419,91 @@ def _exp_typed(z):
     return lambda z: _exp_a(z)
 
 
-def _exp_shift(v, m, z):
-    """exp(v - m) where ``z`` is ``v - m`` rounded to the dtype of ``v``."""
+def _exp_shift(v, m, z, zb):
+    """exp(v - m) where ``z`` is ``v - m`` rounded to the dtype of ``v``
+    (``zb`` from ``_runtime_zero``)."""
     return math.exp(v - m)
 
 
+# Error-free transformations inside the kernels. numba puts a kernel's
+# fast-math flags (reassoc) on every float operation inlined into it, these
+# too, and with reassoc LLVM folds TwoSum's error to 0 (and llvm.fma(x, +-1, y)
+# back into an fsub). So every intermediate goes through ``_opaque``: its bits
+# xor a zero that LLVM cannot prove is zero, which it must keep, and which
+# vectorizes (an llvm.arithmetic.fence would too, but blocks vectorization).
+
+
+@_helper
+def _opaque(x, zero_bits):
+    """x, hidden from LLVM's reassociation; ``zero_bits`` is a run-time 0."""
+    return _i64_as_f64(_f64_as_i64(x) ^ zero_bits)
+
+
+def _opaque_t(x, zero_bits):
+    """``_opaque`` for float32 or float64 ``x``."""
+    return x
+
+
+@overload(_opaque_t, inline="always")
+def _opaque_typed(x, zero_bits):
+    if x == types.float32:
+        return lambda x, zero_bits: _i32_as_f32(_f32_as_i32(x) ^ np.int32(zero_bits))
+    return lambda x, zero_bits: _opaque(x, zero_bits)
+
+
+@_helper
+def _runtime_zero(n):
+    """0 for any array length n (< 2**62), unknown to the compiler."""
+    return np.int64(n) >> 62
+
+
+@_helper
+def _sub_error(v, m, z, zb):
+    """(v - m) - z exactly, where z is v - m rounded (Knuth's TwoSum), in
+    float64; ``zb`` from ``_runtime_zero``. Hidden: z (else z - v folds to
+    -m), bb (else z - bb folds to v) and t (else v - t is regrouped)."""
+    z = _opaque(z, zb)
+    bb = _opaque(z - v, zb)  # the part of z that came from -m
+    t = _opaque(z - bb, zb)  # the part that came from v
+    return (v - t) - (m + bb)
+
+
+@_helper
+def _two_sum_error(a, b, s, zb):
+    """(a + b) - s exactly, where s is a + b rounded (TwoSum), in float64."""
+    s = _opaque(s, zb)
+    bb = _opaque(s - a, zb)
+    t = _opaque(s - bb, zb)
+    return (a - t) + (b - bb)
+
+
 @overload(_exp_shift, inline="always")
-def _exp_shift_typed(v, m, z):
+def _exp_shift_typed(v, m, z, zb):
     if z == types.float32:
         # float32 rounds v - m by up to half an ulp of |v - m|, which exp turns
         # into a relative error of several ulp in the tiny terms a confident
         # row's loss is made of: the rounding error, exact in float64 (the
         # difference of two float32 has at most 48 significant bits where it
         # matters), corrects exp(z) to first order, exp(z + d) = exp(z)(1 + d).
-        def impl(v, m, z):
+        def impl(v, m, z, zb):
             d = np.float32((np.float64(v) - np.float64(m)) - np.float64(z))
-            d = d if d == d else np.float32(0.0)  # v = -inf: inf - inf
+            # v = -inf: inf - inf; x - max overflowed to -inf: inf (exp(z) is 0)
+            d = d if abs(d) < np.float32(np.inf) else np.float32(0.0)
             e = _exp32(z)
             return e + e * d
 
         return impl
-    return lambda v, m, z: _exp_a(z)
+
+    # float64: the same first-order correction, the rounding error of v - m
+    # from an error-free TwoSum (0 where v - m is exact; NaN or inf for
+    # v = -inf or an overflowed z, where exp(z) is 0 anyway).
+    def impl64(v, m, z, zb):
+        d = _sub_error(v, m, z, zb)
+        d = d if abs(d) < np.inf else 0.0
+        e = _exp_a(z)
+        return e + e * d
+
+    return impl64
 
 
 # --------------------------------------------------------------------------
@@ -474,19 +555,61 @@ def _rowmax_typed(row):
 # --------------------------------------------------------------------------
 # cross entropy and nll: one row of classes at a time
 
-CLASS_BLOCK = 256  # exps summed in the input dtype per block, blocks in float64
+# exps summed in the input dtype per block, blocks in float64. Small enough
+# that each vector lane of a float32 block sum adds only a few terms: with 256,
+# an AVX2 build (8 lanes) was 5 ulp off on rows of equal tiny terms where an
+# AVX-512 build (16 lanes) was 1; with 64 both are 1 (and it costs ~5%).
+CLASS_BLOCK = 64
 
 
 @_exact_kernel
-def _ce_finish(rest, ties, zsum, score, n, smoothing):
-    """The loss of one row from its sums (its own function: without reassoc,
-    ``rest + (ties - 1)`` must not become ``(rest + ties) - 1``)."""
-    lse = math.log1p(rest + (ties - 1.0))
+def _ce_finish(rest, ties, score, smoothed):
+    """The loss of one row: ``rest`` and ``ties`` as in the kernels, ``score``
+    (1 - smoothing) (target - max), ``smoothed`` smoothing * mean(x - max)
+    (its own function: without reassoc, ``rest + (ties - 1)`` must not become
+    ``(rest + ties) - 1``). A NaN logit makes ``smoothed`` NaN."""
+    return math.log1p(rest + (ties - 1.0)) - score - smoothed
+
+
+@_helper
+def _ce_unscale(zsum, score, n, smoothing, scale, zb):
+    """(``score``, ``smoothed``) for ``_ce_finish`` from the sums of x - max
+    and of the target's share taken at ``scale`` (a power of two at most
+    1 / (2 n)): neither x - max nor a row's sum of them overflows, nor does a
+    term below whenever the loss is finite (logits of both signs near the
+    largest float; their mean of x - max may overflow). Each step is hidden
+    from LLVM, which would otherwise regroup them into the overflowing
+    forms, e.g. (1 - s) * (score / scale)."""
     if smoothing > 0.0:
-        loss = lse - (1.0 - smoothing) * score - smoothing * (zsum / n)
-    else:
-        loss = lse - score
-    return np.nan if zsum != zsum else loss
+        score = _opaque((1.0 - smoothing) * _opaque(score, zb), zb)
+        smoothed = _opaque(smoothing * _opaque(zsum, zb), zb) / _opaque(n * scale, zb)
+    else:  # 0, or NaN for a NaN logit (zsum is -inf for a -inf one)
+        smoothed = 0.0 if zsum == zsum else np.nan
+    return score / scale, smoothed
+
+
+def _cast_like(a, v):
+    """The float64 ``v`` in the dtype of the array ``a``."""
+    return a.dtype.type(v)
+
+
+@overload(_cast_like, inline="always")
+def _cast_like_typed(a, v):
+    if a.dtype == types.float32:
+        return lambda a, v: np.float32(v)
+    return lambda a, v: np.float64(v)
+
+
+@_helper
+def _sum_scale(n):
+    """2**-k with 2**(k-1) >= n: n values each below 2 * max / (2 n) in
+    magnitude cannot overflow their sum (exact to apply: a power of two)."""
+    scale = 0.5
+    size = 1
+    while size < n:
+        size *= 2
+        scale *= 0.5
+    return scale
 
 
 @_kernel
@@ -495,15 +618,24 @@ def ce_index(x, idx, smoothing, out, r0, r1):
 
     Per row: (max - target) + log1p(sum of exp(x - max) over the entries
     below the max + the number of other maxima), the exponentials summed in
-    the input dtype per block of CLASS_BLOCK and the blocks in float64.
+    the input dtype per block of CLASS_BLOCK and the blocks in float64 with
+    their rounding errors (so float64 rows do not lose ulps to long sums).
     """
     n = x.shape[1]
+    zb = _runtime_zero(n)
+    f32 = _f32(x)
     zero = _zero(x)
     one = _one(x)
+    scale64 = _sum_scale(n)
+    scale = _cast_like(x, scale64)
     for r in range(r0, r1):
         row = x[r]
         m = _rowmax_t(row)
+        # m * scale hidden: LLVM would factor x * scale - m * scale into the
+        # (x - m) * scale that overflows
+        ms = _cast_like(x, _opaque(np.float64(m) * scale64, zb))
         rest = 0.0
+        rest_err = 0.0  # the rounding errors of the block sums' float64 sum
         ties = 0.0
         zsum = 0.0
         for b0 in range(0, n, CLASS_BLOCK):
@@ -513,16 +645,27 @@ def ce_index(x, idx, smoothing, out, r0, r1):
             zs = zero
             for c in range(b0, b1):
                 z = row[c] - m
-                e = _exp_shift(row[c], m, z)
+                e = _exp_shift(row[c], m, z, zb)
                 s += e if z < zero else zero
                 t += one if z == zero else zero
-                zs += z
-            rest += s
+                # (x - max) * scale, hidden so that LLVM does not factor the
+                # sum into scale * (sum of x) - n * ms, which overflows
+                zc = _opaque_t(row[c] * scale - ms, zb)
+                zs += zc
+            if f32:  # float32 block sums: float64 holds them exactly enough
+                rest += s
+            else:
+                total = rest + s
+                err = _two_sum_error(rest, s, total, zb)
+                rest_err += err if abs(err) < np.inf else 0.0
+                rest = total
             ties += t
             zsum += zs
+        rest += rest_err
         i = idx[r]
-        score = np.float64(row[i] - m) if 0 <= i < n else np.nan
-        out[r] = _ce_finish(rest, ties, zsum, score, n, smoothing)
+        score = np.float64(row[i] * scale - ms) if 0 <= i < n else np.nan
+        score, smoothed = _ce_unscale(zsum, score, n, smoothing, scale64, zb)
+        out[r] = _ce_finish(rest, ties, score, smoothed)
 
 
 @_kernel
@@ -530,13 +673,21 @@ def ce_probs(x, p, smoothing, out, r0, r1):
     """Cross entropy of rows r0..r1 of x with class probabilities p
     (0 * -inf counts 0)."""
     n = x.shape[1]
+    zb = _runtime_zero(n)
+    f32 = _f32(x)
     zero = _zero(x)
     one = _one(x)
+    scale64 = _sum_scale(n)
+    scale = _cast_like(x, scale64)
     for r in range(r0, r1):
         row = x[r]
         prow = p[r]
         m = _rowmax_t(row)
+        # m * scale hidden: LLVM would factor x * scale - m * scale into the
+        # (x - m) * scale that overflows
+        ms = _cast_like(x, _opaque(np.float64(m) * scale64, zb))
         rest = 0.0
+        rest_err = 0.0  # the rounding errors of the block sums' float64 sum
         ties = 0.0
         zsum = 0.0
         psum = 0.0
@@ -548,17 +699,28 @@ def ce_probs(x, p, smoothing, out, r0, r1):
             ps = zero
             for c in range(b0, b1):
                 z = row[c] - m
-                e = _exp_shift(row[c], m, z)
+                e = _exp_shift(row[c], m, z, zb)
                 s += e if z < zero else zero
                 t += one if z == zero else zero
-                zs += z
+                # (x - max) * scale, hidden so that LLVM does not factor the
+                # sum into scale * (sum of x) - n * ms, which overflows
+                zc = _opaque_t(row[c] * scale - ms, zb)
+                zs += zc
                 q = prow[c]
-                ps += zero if q == zero else q * z
-            rest += s
+                ps += zero if q == zero else q * zc
+            if f32:  # float32 block sums: float64 holds them exactly enough
+                rest += s
+            else:
+                total = rest + s
+                err = _two_sum_error(rest, s, total, zb)
+                rest_err += err if abs(err) < np.inf else 0.0
+                rest = total
             ties += t
             zsum += zs
             psum += ps
-        out[r] = _ce_finish(rest, ties, zsum, psum, n, smoothing)
+        rest += rest_err
+        score, smoothed = _ce_unscale(zsum, psum, n, smoothing, scale64, zb)
+        out[r] = _ce_finish(rest, ties, score, smoothed)
 
 
 @_kernel
@@ -593,7 +755,8 @@ def kl_div(x, t, out, r0, r1):
             tc = np.float64(t[r, c])
             e = _exp_m(tc) if f32 else _exp_a(tc)
             term = e * (tc - np.float64(x[r, c]))
-            acc += 0.0 if tc == -np.inf else term
+            # 0 where exp(t) underflows: t - x may overflow there (0 * inf)
+            acc += 0.0 if (tc == -np.inf or e == 0.0) else term
         out[r] = acc
 
 
@@ -633,41 +796,235 @@ def cosine(a, b, eps, out, r0, r1):
 
 
 @_helper
-def _distance(a, b, r, n, p, eps):
-    """(sum |a - b|^p + eps)^(1/p) along row r, p in {1, 2}, without overflow."""
-    c = 1.0  # float32 differences squared cannot overflow in float64
+def _pow2_floor(c):
+    """The largest power of two <= c, for 0 < c < inf (subnormal c too)."""
+    sub = c < _F64_TINY
+    cs = c * _TWO54 if sub else c
+    p = _i64_as_f64(_f64_as_i64(cs) & 0x7FF0000000000000)
+    return p * (1.0 / _TWO54) if sub else p
+
+
+@_helper
+def _triplet_gap(a, pos, neg, r, n, p, eps):
+    """d(a, pos) - d(a, neg) along row r for p in {1, 2}, as the generic
+    ``_triplet_gap``: differences of the inputs halved where they would
+    overflow (h), divided by a power of two c near the largest, both
+    distances at that one scale (their difference is finite even where each
+    overflows), and for p = 2 as (S_p - S_n) / (d_p + d_n)."""
+    h = 1.0
+    c = 1.0  # float32 inputs in float64: nothing over- or underflows
+    root = eps if p == 1.0 else math.sqrt(eps)
     if not _f32(a):
-        c = 0.0
+        big = 0.0
         for k in range(n):
-            c = max(c, abs(a[r, k] - b[r, k]))
-        c = c if c < np.inf else 1.0
-        c = max(c, eps if p == 1.0 else math.sqrt(eps))
-        if c == 0.0:
-            return 0.0
+            big = max(big, max(abs(a[r, k]), max(abs(pos[r, k]), abs(neg[r, k]))))
+        h = 0.5 if big > _F64_HALF_MAX else 1.0
+        peak = root * h
+        for k in range(n):
+            ah = a[r, k] * h
+            peak = max(peak, max(abs(ah - pos[r, k] * h), abs(ah - neg[r, k] * h)))
+        c = _pow2_floor(peak) if 0.0 < peak < np.inf else 1.0
     ic = 1.0 / c
-    s = 0.0
+    sp = 0.0
+    sn = 0.0
+    num = 0.0
     if p == 1.0:
         for k in range(n):
-            s += abs(np.float64(a[r, k]) - np.float64(b[r, k])) * ic
-        return c * (s + eps * ic)
+            ah = np.float64(a[r, k]) * h
+            sp += abs(ah - np.float64(pos[r, k]) * h) * ic
+            sn += abs(ah - np.float64(neg[r, k]) * h) * ic
+        return sp, sn, num, c, h
     for k in range(n):
-        d = (np.float64(a[r, k]) - np.float64(b[r, k])) * ic
-        s += d * d
-    return c * math.sqrt(s + (eps * ic) * ic)
+        ah = np.float64(a[r, k]) * h
+        dp = (ah - np.float64(pos[r, k]) * h) * ic
+        dn = (ah - np.float64(neg[r, k]) * h) * ic
+        sp += dp * dp
+        sn += dn * dn
+        num += (dp - dn) * (dp + dn)
+    return sp, sn, num, c, h
 
 
 @_exact_kernel
-def _triplet_finish(d_pos, d_neg, margin):
-    return max((d_pos - d_neg) + margin, 0.0)
+def _triplet_finish(sums, p, margin, eps):
+    """The loss of one row from its sums (a function without reassoc, which
+    would let ``(eps / c) / c`` become ``eps * (1 / c^2)``, 0 * inf)."""
+    sp, sn, num, c, h = sums
+    if p == 1.0:
+        q = (eps * h) / c
+        gap = (c * ((sp + q) - (sn + q))) / h
+    else:
+        q = ((eps * (h * h)) / c) / c
+        den = math.sqrt(sp + q) + math.sqrt(sn + q)
+        gap = (c * (num / (den if den > 0.0 else 1.0))) / h
+    return max(gap + margin, 0.0)
 
 
 @_kernel
 def triplet(a, pos, neg, p, margin, eps, out, r0, r1):
     n = a.shape[1]
     for r in range(r0, r1):
-        d_pos = _distance(a, pos, r, n, p, eps)
-        d_neg = _distance(a, neg, r, n, p, eps)
-        out[r] = _triplet_finish(d_pos, d_neg, margin)
+        out[r] = _triplet_finish(_triplet_gap(a, pos, neg, r, n, p, eps), p, margin, eps)
+
+
+# --------------------------------------------------------------------------
+# float64 cosine and triplet in double-double, as the generic code: a float64
+# input has no wider type, so products are split exactly (fma), sums keep
+# their rounding errors (TwoSum, one element after another), and what follows
+# is carried as hi + lo. Compiled without reassoc, which would undo TwoSum.
+
+
+@_dd_kernel
+def cosine_dd(a, b, eps, out, r0, r1):
+    n = a.shape[1]
+    for r in range(r0, r1):
+        sa = 0.0
+        sb = 0.0
+        for c in range(n):
+            sa = max(sa, abs(a[r, c]))
+            sb = max(sb, abs(b[r, c]))
+        sa = _pow2_floor(sa) if 0.0 < sa < np.inf else 1.0
+        sb = _pow2_floor(sb) if 0.0 < sb < np.inf else 1.0
+        dot = dot_lo = na = na_lo = nb = nb_lo = 0.0
+        for c in range(n):
+            u = a[r, c] / sa  # exact
+            v = b[r, c] / sb
+            p = u * v
+            e = _fma(u, v, -p)
+            t = dot + p
+            z = t - dot
+            dot_lo += ((dot - (t - z)) + (p - z)) + e
+            dot = t
+            p = u * u
+            e = _fma(u, u, -p)
+            t = na + p
+            z = t - na
+            na_lo += ((na - (t - z)) + (p - z)) + e
+            na = t
+            p = v * v
+            e = _fma(v, v, -p)
+            t = nb + p
+            z = t - nb
+            nb_lo += ((nb - (t - z)) + (p - z)) + e
+            nb = t
+        dot = dot + dot_lo if abs(dot) < np.inf else dot
+        na = na + na_lo if na < np.inf else na
+        nb = nb + nb_lo if nb < np.inf else nb
+        norms = math.sqrt(na) * math.sqrt(nb)
+        if (norms * sa) * sb >= eps:
+            out[r] = dot / norms
+        elif eps > 0.0:
+            out[r] = dot * ((sa / eps) * sb)
+        else:
+            out[r] = 0.0
+
+
+@_dd_kernel
+def _dd_sqrt(hi, lo):
+    r = math.sqrt(hi)
+    if not r > 0.0:
+        return r, 0.0
+    return r, (_fma(-r, r, hi) + lo) / (r + r)
+
+
+@_dd_kernel
+def triplet_dd(a, pos, neg, p, margin, eps, out, r0, r1):
+    """The generic ``_triplet_loss_dd``, one row at a time."""
+    n = a.shape[1]
+    root = eps if p == 1.0 else math.sqrt(eps)
+    for r in range(r0, r1):
+        big = 0.0
+        for k in range(n):
+            big = max(big, max(abs(a[r, k]), max(abs(pos[r, k]), abs(neg[r, k]))))
+        h = 0.5 if big > _F64_HALF_MAX else 1.0
+        peak = root * h
+        for k in range(n):
+            ah = a[r, k] * h
+            peak = max(peak, max(abs(ah - pos[r, k] * h), abs(ah - neg[r, k] * h)))
+        c = _pow2_floor(peak) if 0.0 < peak < np.inf else 1.0
+        sp = sp_lo = sn = sn_lo = num = num_lo = 0.0
+        for k in range(n):
+            ah = a[r, k] * h
+            ph = pos[r, k] * h
+            nh = neg[r, k] * h
+            dp = ah - ph
+            z = dp - ah
+            dp_lo = ((ah - (dp - z)) + (-ph - z)) / c
+            dp = dp / c
+            dn = ah - nh
+            z = dn - ah
+            dn_lo = ((ah - (dn - z)) + (-nh - z)) / c
+            dn = dn / c
+            if p == 1.0:
+                x = abs(dp)
+                x_lo = -dp_lo if dp < 0.0 else dp_lo
+                t = sp + x
+                z = t - sp
+                sp_lo += ((sp - (t - z)) + (x - z)) + x_lo
+                sp = t
+                x = abs(dn)
+                x_lo = -dn_lo if dn < 0.0 else dn_lo
+                t = sn + x
+                z = t - sn
+                sn_lo += ((sn - (t - z)) + (x - z)) + x_lo
+                sn = t
+                continue
+            x = nh - ph
+            z = x - nh
+            x_lo = ((nh - (x - z)) + (-ph - z)) / c
+            x = x / c
+            y = dp + dn
+            z = y - dp
+            y_lo = ((dp - (y - z)) + (dn - z)) + (dp_lo + dn_lo)
+            q = x * y
+            e = _fma(x, y, -q) + (x * y_lo + x_lo * y)
+            t = num + q
+            z = t - num
+            num_lo += ((num - (t - z)) + (q - z)) + e
+            num = t
+            q = dp * dp
+            e = _fma(dp, dp, -q) + 2.0 * (dp * dp_lo)
+            t = sp + q
+            z = t - sp
+            sp_lo += ((sp - (t - z)) + (q - z)) + e
+            sp = t
+            q = dn * dn
+            e = _fma(dn, dn, -q) + 2.0 * (dn * dn_lo)
+            t = sn + q
+            z = t - sn
+            sn_lo += ((sn - (t - z)) + (q - z)) + e
+            sn = t
+        if p == 1.0:
+            g = sp - sn
+            z = g - sp
+            g_lo = ((sp - (g - z)) + (-sn - z)) + (sp_lo - sn_lo)
+        else:
+            q = ((eps * (h * h)) / c) / c
+            t = sp + q
+            z = t - sp
+            sp_lo += (sp - (t - z)) + (q - z)
+            sp = t
+            t = sn + q
+            z = t - sn
+            sn_lo += (sn - (t - z)) + (q - z)
+            sn = t
+            rp, rp_lo = _dd_sqrt(sp, sp_lo)
+            rn, rn_lo = _dd_sqrt(sn, sn_lo)
+            den = rp + rn
+            z = den - rp
+            den_lo = ((rp - (den - z)) + (rn - z)) + (rp_lo + rn_lo)
+            if den > 0.0:
+                g = num / den
+                g_lo = ((_fma(-g, den, num) + num_lo) - g * den_lo) / den
+            else:
+                g = 0.0
+                g_lo = 0.0
+        g = (g * c) / h
+        g_lo = (g_lo * c) / h
+        t = g + margin
+        z = t - g
+        lo = ((g - (t - z)) + (margin - z)) + g_lo
+        loss = t + lo if abs(t) < np.inf else t
+        out[r] = max(loss, 0.0)
 
 
 # --------------------------------------------------------------------------
@@ -727,7 +1084,8 @@ def _e_smooth_l1(f32, a, b, c, p0, p1):
     """p0: beta > 0."""
     d = abs(a - b)
     dq = d if d < p0 else 0.0
-    return (0.5 / p0) * (dq * dq) if d < p0 else d - 0.5 * p0
+    # (0.5 d) (d / beta): nothing overflows (d * d would under beta = 1e308)
+    return (0.5 * dq) * (dq / p0) if d < p0 else d - 0.5 * p0
 
 
 @_helper
@@ -735,7 +1093,8 @@ def _e_huber(f32, a, b, c, p0, p1):
     """p0: delta."""
     d = abs(a - b)
     q = min(d, p0)
-    return 0.5 * (q * q) + p0 * (d - q)
+    linear = p0 * (d - q) if d > q else 0.0  # delta = inf: no inf * 0
+    return (0.5 * q) * q + linear
 
 
 @_helper
@@ -766,7 +1125,76 @@ def _e_gaussian_nll(f32, a, b, c, p0, p1):
         r = 1.0 / (dm * v)
         log_v = _log_finish(v, e, (m - 1.0) * v * r, _ATANH_LOG_M)
         return 0.5 * (log_v + (d * d) * (dm * r)) + p1
-    return 0.5 * (_log_a(v) + (d * d) / v) + p1
+    # float64: a subnormal variance is scaled up by 2**54 before its exponent
+    # is read, and d^2 / v is formed as u^2 / w with u = d 2^-a and
+    # w = v 2^-2a in [0.17, 0.71) (exact scalings; the generic code's
+    # _square_over): neither d * d nor d / v over- or underflows
+    #
+    # In double-double, as the generic _gaussian_nll_dd (log v and d^2 / v
+    # cancel where the loss is near 0): d by TwoSum, d^2 / v by an exact
+    # square and an exact remainder, log m = 2 atanh(s) with 2s + 2s^3/3 +
+    # 2s^5/5 in double-double.
+    sub = v < _F64_TINY
+    e, m = _frexp_sqrt2(v * _TWO54 if sub else v)
+    e = e - 54.0 if sub else e
+    half = np.floor(e * 0.5) + 1.0
+    ai = _f64_as_i64(half + _ROUND_MAGIC) - _ROUND_MAGIC_BITS
+    ok = v > 0.0 and v < np.inf
+    k = _i64_as_f64((1023 - ai) << 52) if ok else 1.0
+    z = d - b
+    d_lo = (b - (d - z)) + (-a - z)
+    u = d * k
+    u_lo = d_lo * k
+    w = (v * k) * k
+    sq = u * u
+    sq_lo = _fma(u, u, -sq) + 2.0 * (u * u_lo)
+    q = sq / w
+    if not ok:
+        return 0.5 * (_log_a(v) + q) + p1
+    q_lo = (_fma(-q, w, sq) + sq_lo) / w
+    num = m - 1.0
+    den = m + 1.0
+    z = den - m
+    den_lo = (m - (den - z)) + (1.0 - z)
+    sr = num / den
+    s_lo = (_fma(-sr, den, num) - sr * den_lo) / den
+    s2 = sr * sr
+    s2_lo = _fma(sr, sr, -s2) + 2.0 * (sr * s_lo)
+    s3 = s2 * sr
+    s3_lo = _fma(s2, sr, -s3) + (s2 * s_lo + s2_lo * sr)
+    c3 = s3 * _TWO_THIRDS_HI
+    c3_lo = _fma(s3, _TWO_THIRDS_HI, -c3) + (s3 * _TWO_THIRDS_LO + s3_lo * _TWO_THIRDS_HI)
+    s5 = s3 * s2
+    s5_lo = _fma(s3, s2, -s5) + (s3 * s2_lo + s3_lo * s2)
+    c5 = s5 * _TWO_FIFTHS_HI
+    c5_lo = _fma(s5, _TWO_FIFTHS_HI, -c5) + (s5 * _TWO_FIFTHS_LO + s5_lo * _TWO_FIFTHS_HI)
+    rest = (2.0 * (s5 * s2)) * _horner(_ATANH_TAIL7, s2)
+    lm = c3 + c5
+    z = lm - c3
+    lm_lo = ((c3 - (lm - z)) + (c5 - z)) + (c3_lo + c5_lo)
+    s1 = 2.0 * sr
+    t = s1 + lm
+    z = t - s1
+    lm_lo = ((s1 - (t - z)) + (lm - z)) + ((2.0 * s_lo + lm_lo) + rest)
+    lm = t
+    el = e * _LN2_LO
+    el_err = _fma(e, _LN2_LO, -el)
+    eh = e * _LN2_HI  # exact
+    hi = eh + lm
+    z = hi - eh
+    lo = ((eh - (hi - z)) + (lm - z)) + ((lm_lo + el) + (el_err + e * _LN2_LO2))
+    t = hi + q
+    z = t - hi
+    lo = ((hi - (t - z)) + (q - z)) + (lo + q_lo)
+    hi = 0.5 * t
+    lo = 0.5 * lo
+    if p1 != 0.0:
+        t = hi + p1
+        z = t - hi
+        lo = ((hi - (t - z)) + (p1 - z)) + (lo + _HALF_LOG_2PI_LO)
+        hi = t
+    total = hi + lo
+    return total if abs(total) < np.inf else 0.5 * (_log_a(v) + q) + p1
 
 
 # The elementwise kernels below share one shape (written out, not generated
@@ -853,23 +1281,22 @@ def mse(x, y, out, part, b0, b1):
             part[b] = acc
 
 
-@_kernel
+@_exact_kernel
 def smooth_l1(x, y, beta, out, part, b0, b1):
-    # nothing to cancel in this formula: reassoc is safe, so the block sums
-    # are accumulated directly (vectorized) in float64
+    # without reassoc: it would turn (0.5 d) (d / beta) back into a d * d
+    # that overflows
     n = x.size
     f32 = _f32(x)
+    none = out.size > 0
+    buf = np.empty(0 if none else BLOCK, dtype=x.dtype)
     for b in range(b0, b1):
         lo = b * BLOCK
         hi = min(lo + BLOCK, n)
-        if out.size > 0:
-            for i in range(lo, hi):
-                out[i] = _e_smooth_l1(f32, np.float64(x[i]), np.float64(y[i]), 0.0, beta, 0.0)
-        else:
-            acc = 0.0
-            for i in range(lo, hi):
-                acc += _e_smooth_l1(f32, np.float64(x[i]), np.float64(y[i]), 0.0, beta, 0.0)
-            part[b] = acc
+        dst = out[lo:hi] if none else buf[: hi - lo]
+        for i in range(lo, hi):
+            dst[i - lo] = _e_smooth_l1(f32, np.float64(x[i]), np.float64(y[i]), 0.0, beta, 0.0)
+        if not none:
+            part[b] = _block_sum(dst)
 
 
 @_exact_kernel
@@ -941,7 +1368,7 @@ def margin_ranking(x, y, z, margin, out, part, b0, b1):
             part[b] = _block_sum(dst)
 
 
-@_exact_kernel
+@_dd_kernel
 def gaussian_nll(x, y, z, eps, const, out, part, b0, b1):
     n = x.size
     f32 = _f32(x)
