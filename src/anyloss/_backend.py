@@ -12,6 +12,7 @@ The losses are written once against the array API names (``xp.exp``,
 
 from __future__ import annotations
 
+import functools
 import numbers
 import sys
 from collections.abc import Sequence
@@ -132,7 +133,46 @@ class _MLXNamespace:
     def sum(self, x: Any, axis: Any = None, keepdims: bool = False, dtype: Any = None) -> Any:
         if dtype is not None:
             x = self.astype(x, dtype)
+        empty = _empty_reduction(x.shape, axis, keepdims)
+        if empty is not None:
+            # MLX 0.32 hangs now and then on a sum over an empty axis (of an
+            # array made from NumPy); the sum of nothing is 0
+            dtype = self._mx.int32 if x.dtype == self._mx.bool_ else x.dtype
+            return self._mx.zeros(empty, dtype=dtype)
         return self._mx.sum(x, axis=axis, keepdims=keepdims)
+
+    def mean(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        empty = _empty_reduction(x.shape, axis, keepdims)
+        if empty is not None:  # the mean of nothing is NaN (and MLX may hang)
+            dtype = x.dtype if self._mx.issubdtype(x.dtype, self._mx.floating) else self.float32
+            return self._mx.full(empty, float("nan"), dtype=dtype)
+        return self._mx.mean(x, axis=axis, keepdims=keepdims)
+
+
+def reduced_shape(
+    shape: tuple[int, ...], axis: Any, keepdims: bool = False
+) -> tuple[tuple[int, ...], bool]:
+    """The shape of a reduction of an array of ``shape`` over ``axis`` (an int,
+    a tuple of ints or None), and whether the reduced axes hold no element."""
+    ndim = len(shape)
+    named = range(ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
+    axes = {int(a) % ndim for a in named} if ndim else set()
+    nothing = any(shape[a] == 0 for a in axes)
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape)), nothing
+    return tuple(d for i, d in enumerate(shape) if i not in axes), nothing
+
+
+def _cast_quietly(block: np.ndarray, to: Any) -> np.ndarray:
+    """``block`` cast to ``to``, overflowing to inf without a warning."""
+    with np.errstate(over="ignore"):
+        return block.astype(to)
+
+
+def _empty_reduction(shape: tuple[int, ...], axis: Any, keepdims: bool) -> tuple[int, ...] | None:
+    """The result shape of a reduction over axes that hold no element, else None."""
+    out, nothing = reduced_shape(shape, axis, keepdims)
+    return out if nothing else None
 
 
 # --------------------------------------------------------------------------
@@ -202,6 +242,13 @@ class Backend:
             return self.xp.asarray(value, dtype=dtype)
         return self.xp.asarray(value, dtype=dtype, device=self.device)
 
+    def full(self, shape: tuple[int, ...], value: float, dtype: Any = None) -> Any:
+        """An array of ``shape`` filled with ``value`` on the call's device."""
+        dtype = self.work if dtype is None else dtype
+        if self.name == "mlx":
+            return self.xp.full(shape, value, dtype=dtype)
+        return self.xp.full(shape, value, dtype=dtype, device=self.device)
+
     def arange(self, n: int, dtype: Any = None) -> Any:
         """``0, 1, ..., n - 1`` on the call's device (MLX takes no device)."""
         if self.name == "mlx":
@@ -213,6 +260,11 @@ class Backend:
 
     def finish(self, x: Any) -> Any:
         """Cast a result back to the caller's dtype (and a NumPy scalar to 0-d)."""
+        if self.name == "dask" and x.dtype != self.dtype:
+            # a float64 value beyond float32's range is inf after the cast, as
+            # it should be; NumPy warns about it when Dask computes, outside
+            # the losses' np.errstate
+            return x.map_blocks(functools.partial(_cast_quietly, to=self.dtype), dtype=self.dtype)
         x = self.cast(x, self.dtype)
         if self.name == "numpy":
             return np.asarray(x)
@@ -259,6 +311,33 @@ class Backend:
             return np.asarray(x.__array__() if hasattr(x, "__array__") else x._array)
         return np.asarray(x)
 
+    def value_range(self, x: Any) -> tuple[float, float] | None:
+        """``(min, max)`` of a non-empty ``x`` as Python floats (NaN if ``x``
+        holds a NaN), or None where the values are not concrete (see
+        :meth:`concrete`). Reduced on the array's own device: only two
+        scalars are read back."""
+        if self.name in ("dask", "array_api"):
+            return None
+        if self.name == "jax" and isinstance(x, sys.modules["jax"].core.Tracer):
+            return None
+        if self.name in ("numpy", "cupy"):
+            return float(x.min()), float(x.max())
+        if self.name == "torch":
+            try:
+                lo, hi = sys.modules["torch"].aminmax(x.detach())
+                return float(lo), float(hi)
+            except (RuntimeError, NotImplementedError):  # meta, fake or functorch
+                return None
+        if self.name == "mlx":
+            try:
+                return float(self.xp.min(x).item()), float(self.xp.max(x).item())
+            except (RuntimeError, ValueError):  # inside mx.compile / a transform
+                return None
+        values = self.concrete(x)
+        if values is None:
+            return None
+        return float(np.min(values)), float(np.max(values))
+
 
 def _wide_dtype(library: str, xp: Any, device: Any, work: Any) -> Any:
     if library == "mlx":
@@ -297,6 +376,14 @@ def resolve(
     in the dtype: float64 class weights leave float32 logits float32.
     """
     pname, pvalue = primary
+    for name, value in (primary, *others):
+        if isinstance(value, np.ma.MaskedArray):
+            raise TypeError(
+                f"{func}(): {name} is a NumPy masked array; the losses do not read "
+                f"masks, and ignoring it would count the masked entries. Drop them "
+                f"with {name}.compressed() (1-D), fill them with {name}.filled(value), "
+                f"or pass weights that are 0 where the mask is set"
+            )
     lib = library_of(pvalue)
     if lib is None and not _is_python_data(pvalue):
         raise TypeError(
@@ -333,6 +420,9 @@ def resolve(
                 f"{func}(): {name} must be an array or a number/list of numbers, "
                 f"got {type(value).__name__}"
             )
+
+    if lib in ("torch", "jax", "cupy"):
+        _same_device(func, lib, (primary, *others))
 
     xp: Any
     if lib == "numpy":
@@ -372,6 +462,53 @@ def resolve(
     return Backend(lib, xp, device, dtype, work, wide)
 
 
+def _device_key(lib: str, x: Any) -> Any:
+    """The device of an array of ``lib`` as a comparable value, or None where
+    it does not matter (a torch 0-d CPU tensor mixes with any device, an
+    uncommitted JAX array moves to the others) or is not known (a JAX tracer)."""
+    if lib == "torch":
+        device = x.device
+        if device.type == "cpu" and x.ndim == 0:
+            return None
+        return device
+    if lib == "jax":
+        # an uncommitted array (not placed by the caller) follows the others
+        if isinstance(x, sys.modules["jax"].core.Tracer) or not getattr(x, "committed", True):
+            return None
+        try:
+            return frozenset(x.devices())
+        except Exception:  # an array of an older JAX or a committed sharding
+            return None
+    return getattr(x, "device", None)
+
+
+def _device_name(lib: str, device: Any) -> str:
+    if lib == "jax" and isinstance(device, frozenset):
+        return ", ".join(sorted(map(str, device)))
+    return str(device)
+
+
+def _same_device(func: str, lib: str, named: Sequence[tuple[str, Any]]) -> None:
+    """Arrays of ``lib`` among ``named`` sit on one device, or a ValueError."""
+    first: tuple[str, Any] | None = None
+    for name, value in named:
+        if value is None or library_of(value) != lib:
+            continue
+        device = _device_key(lib, value)
+        if device is None:
+            continue
+        if first is None:
+            first = (name, device)
+        elif device != first[1]:
+            fname, fdevice = first
+            raise ValueError(
+                f"{func}(): {fname} is on device {_device_name(lib, fdevice)} but "
+                f"{name} is on device {_device_name(lib, device)}; move the {lib} "
+                f"arrays of one call to one device (NumPy arrays and Python "
+                f"numbers are moved for you)"
+            )
+
+
 def _is_float_dtype(xp: Any, dtype: Any) -> bool:
     if dtype is None:
         return False
@@ -381,21 +518,74 @@ def _is_float_dtype(xp: Any, dtype: Any) -> bool:
         return False
 
 
+_COMPLEX_HINT = "; the losses are defined on real numbers: pass x.real or abs(x)"
+_KIND_HINTS = {
+    "c": _COMPLEX_HINT,
+    "U": "; for numbers stored as text convert them first: np.asarray(x, dtype=float)",
+    "S": "; for numbers stored as text convert them first: np.asarray(x, dtype=float)",
+    "O": "; for an object array of numbers convert it first: np.asarray(x, dtype=float)",
+}
+_REAL_DTYPES: dict[tuple[str, Any], bool] = {}
+
+
+def _real_dtype(be: Backend, dtype: Any) -> bool:
+    """Whether ``dtype`` is real floating, integral or bool (cached per dtype)."""
+    key = (be.name, dtype)
+    try:
+        return _REAL_DTYPES[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable dtype: not cached
+        return _is_real(be, dtype)
+    ok = _REAL_DTYPES[key] = _is_real(be, dtype)
+    return ok
+
+
+def _is_real(be: Backend, dtype: Any) -> bool:
+    if be.name == "numpy":
+        return np.dtype(dtype).kind in "biuf"
+    return any(_isdtype(be.xp, dtype, k) for k in ("real floating", "integral", "bool"))
+
+
+def _isdtype(xp: Any, dtype: Any, kind: str) -> bool:
+    try:
+        return bool(xp.isdtype(dtype, kind))
+    except (TypeError, ValueError, NotImplementedError):
+        return False
+
+
+def _is_complex(be: Backend, dtype: Any) -> bool:
+    return "complex" in str(dtype)
+
+
 def convert(be: Backend, name: str, x: Any, dtype: Any = None) -> Any:
     """Bring ``x`` (an array of ``be``'s library, a NumPy array or Python data)
     into ``be``'s library and device, cast to ``dtype`` when given."""
     lib = library_of(x)
-    if lib == be.name:
+    if lib == be.name and (lib != "numpy" or type(x) is np.ndarray):
+        if not _real_dtype(be, x.dtype):
+            raise TypeError(
+                f"{name} must hold real numbers (floating, integer or bool), got "
+                f"a {lib} array of dtype {x.dtype}"
+                f"{_COMPLEX_HINT if _is_complex(be, x.dtype) else ''}"
+            )
         return x if dtype is None else be.cast(x, dtype)
     if lib not in (None, "numpy"):
         raise TypeError(f"{name} is a {lib} array, expected a {be.name} array")
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a NumPy masked array; the losses do not read masks (use "
+            f".compressed(), .filled(value), or weights that are 0 where masked)"
+        )
     try:
-        arr = np.asarray(x)
+        arr = np.asarray(x)  # also an np.matrix as a plain 2-D array
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be an array or numbers, got {x!r:.60}") from exc
     if arr.dtype.kind not in "biuf":
         raise TypeError(
-            f"{name} must hold numbers, got an array of dtype {arr.dtype} ({type(x).__name__})"
+            f"{name} must hold real numbers (floating, integer or bool), got an "
+            f"array of dtype {arr.dtype} ({type(x).__name__})"
+            f"{_KIND_HINTS.get(arr.dtype.kind, '')}"
         )
     if be.name == "numpy":
         return arr if dtype is None else arr.astype(dtype, copy=False)

@@ -7,6 +7,7 @@ values, and says what was expected.
 from __future__ import annotations
 
 import functools
+import inspect
 import numbers
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, get_args
@@ -18,14 +19,19 @@ from ._backend import AxisError, Backend, convert
 __all__ = [
     "Reduction",
     "check_reduction",
+    "checked_class_indices",
     "class_indices",
+    "flag",
     "float_arg",
     "normalize_axis",
+    "no_nan",
     "number",
     "optional_int",
+    "poison",
     "public",
     "same_shape",
     "shape_of",
+    "unit_interval",
 ]
 
 Reduction = Literal["none", "mean", "sum"]
@@ -36,19 +42,94 @@ _REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Keywords of other libraries (mostly PyTorch) that anyloss spells otherwise:
+# a call that passes one of them to a loss without it gets a hint, not only
+# Python's bare "unexpected keyword argument".
+_ALIASES: dict[str, str] = {
+    "weight": "per-example weights are weights=, per-class weights class_weights=",
+    "sample_weight": "per-example weights are weights=",
+    "reduce": "use reduction='none' | 'mean' | 'sum' (PyTorch's legacy reduce=/size_average=)",
+    "size_average": (
+        "use reduction='none' | 'mean' | 'sum' (PyTorch's legacy reduce=/size_average=)"
+    ),
+    "dim": "the axis is axis=",
+    "pos_weight": "pos_weight is an option of binary_cross_entropy",
+    "ignore_index": "ignore_index is an option of cross_entropy and nll_loss",
+    "label_smoothing": "label_smoothing is an option of cross_entropy",
+}
+
+
+def _keyword_error(name: str, params: tuple[str, ...], given: Any) -> TypeError | None:
+    """The TypeError for keywords ``name`` does not take, with a hint where one helps."""
+    unknown = [k for k in given if k not in params]
+    if not unknown:
+        return None
+    key = unknown[0]
+    hint = _ALIASES.get(key)
+    if key in ("weight", "sample_weight"):
+        has = [k for k in ("weights", "class_weights") if k in params]
+        hint = (
+            f"{name}() takes no weights"
+            if not has
+            else ", ".join(
+                f"{k}= (one per {'example' if k == 'weights' else 'class'})" for k in has
+            )
+        )
+        hint = f"anyloss's weights are {hint}" if has else hint
+    elif key == "weights" and "class_weights" in params:
+        hint = f"{name}() takes per-class weights as class_weights="
+    keywords = ", ".join(f"{k}=" for k in params)
+    return TypeError(
+        f"{name}() got an unexpected keyword argument {key!r}"
+        f"{f'; {hint}' if hint else ''} (its keywords: {keywords})"
+    )
+
+
 def public(func: F) -> F:
-    """Run a loss with NumPy's floating-point warnings silenced.
+    """Decorate a loss: NumPy's floating-point warnings silenced, and a hint for
+    the keywords of other libraries (``weight=``, ``size_average=`` ...).
 
     The losses deliberately compute ``log(0)``, ``0 * inf`` and the like inside
     branches that ``where`` then discards; those are not the caller's business.
+    The signature seen by :func:`inspect.signature` stays the loss's own.
     """
+    params = tuple(
+        p.name
+        for p in inspect.signature(func).parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    )
+    known = frozenset(params)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if kwargs and not known.issuperset(kwargs):
+            error = _keyword_error(func.__name__, params, kwargs)
+            if error is not None:
+                raise error
         with np.errstate(all="ignore"):
             return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def flag(func: str, name: str, value: object) -> bool:
+    """A boolean option: ``True``/``False`` or a NumPy bool (0-d bool arrays too).
+
+    Anything else is a TypeError: ``with_logits="false"`` is a non-empty
+    string, which Python would count as True.
+    """
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype == np.bool_:
+        return bool(value)
+    hint = ""
+    if isinstance(value, str):
+        hint = f"; the string {value!r} is not a bool, pass {name}=True or {name}=False"
+    elif isinstance(value, numbers.Integral) and value in (0, 1):
+        hint = f"; pass {name}={bool(value)}"
+    raise TypeError(
+        f"{func}(): {name} must be True or False, got {value!r:.60} ({type(value).__name__}){hint}"
+    )
 
 
 def check_reduction(func: str, reduction: object) -> None:
@@ -117,6 +198,13 @@ def normalize_axis(func: str, axis: object, ndim: int, name: str = "input") -> i
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"{func}(): axis must be an int, got {type(axis).__name__}")
     axis = int(axis)
+    if ndim == 0:
+        raise AxisError(
+            f"{func}(): {name} {'are' if name.endswith('inputs') else 'is'} 0-d "
+            f"(shape (), a scalar), but this loss works "
+            f"along axis={axis} and needs at least 1 dimension; pass an array "
+            f"such as [x] or reshape it"
+        )
     if not -ndim <= axis < ndim:
         raise AxisError(
             f"{func}(): axis {axis} is out of range for {name} with {ndim} "
@@ -173,9 +261,31 @@ def class_indices(
 ) -> Any:
     """Integer class indices in ``[0, num_classes)`` (or equal to ``ignore``).
 
+    See :func:`checked_class_indices`, which also returns the rows it could
+    not check.
+    """
+    return checked_class_indices(be, func, name, x, num_classes, context, ignore)[0]
+
+
+def checked_class_indices(
+    be: Backend,
+    func: str,
+    name: str,
+    x: Any,
+    num_classes: int,
+    context: str,
+    ignore: int | None = None,
+    ignore_supported: bool = True,
+) -> tuple[Any, Any]:
+    """Integer class indices in ``[0, num_classes)`` (or equal to ``ignore``),
+    and a boolean mask of the out-of-range ones that could not be checked.
+
     Non-integer dtypes are a TypeError. Values are checked where they are
-    concrete (eager backends); under ``jax.jit``, ``mx.compile`` or Dask the
-    check is skipped rather than forcing a computation or breaking a trace.
+    concrete (eager backends): an index out of range is a ValueError, and the
+    mask is None. Under ``jax.jit``, ``mx.compile`` or Dask reading the values
+    would break the trace or force a computation; there the mask (computed
+    lazily, one comparison per row) marks the rows whose loss the caller
+    must make NaN, so a bad index never gives a plausible number.
     """
     arr = convert(be, f"{func}(): {name}", x)
     if not be.is_integer(arr):
@@ -185,6 +295,7 @@ def class_indices(
             f"shape of the logits"
         )
     values = be.concrete(arr)
+    invalid = None
     if values is not None and values.size:
         bad = (values < 0) | (values >= num_classes)
         if ignore is not None:
@@ -192,11 +303,87 @@ def class_indices(
         if bad.any():
             first = tuple(int(i) for i in np.argwhere(bad)[0])
             where = f"{name}[{', '.join(map(str, first))}]" if first else name
+            value = int(values[first])
+            hint = ""
+            if value < 0 and ignore_supported:
+                hint = (
+                    f"; if {value} marks padding or unlabeled examples, pass "
+                    f"ignore_index={value} to leave them out of the loss and the mean"
+                )
             raise ValueError(
-                f"{func}(): {where} = {int(values[first])} is out of range for "
+                f"{func}(): {where} = {value} is out of range for "
                 f"{num_classes} classes ({context}); expected 0 <= index < "
                 f"{num_classes}{'' if ignore is None else f' (or ignore_index={ignore})'}"
+                f"{hint}"
             )
+    elif values is None:
+        invalid = (arr < 0) | (arr >= num_classes)
+        if ignore is not None:
+            invalid = invalid & (arr != ignore)
     if be.name == "torch" and str(arr.dtype) != "torch.int64":
         arr = be.xp.astype(arr, be.xp.int64)
-    return arr
+    return arr, invalid
+
+
+def poison(be: Backend, loss: Any, invalid: Any) -> Any:
+    """``loss`` with NaN where ``invalid`` (the unchecked bad class indices of
+    :func:`checked_class_indices`) is True; ``loss`` itself where it is None."""
+    if invalid is None:
+        return loss
+    return be.xp.where(invalid, be.scalar(float("nan"), loss.dtype), loss)
+
+
+def _first(bad: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+def _at(name: str, index: tuple[int, ...]) -> str:
+    return f"{name}[{', '.join(map(str, index))}]" if index else name
+
+
+def unit_interval(be: Backend, func: str, name: str, x: Any, hint: str) -> None:
+    """Values of ``x`` in ``[0, 1]`` (probabilities, binary targets), or a
+    ValueError naming the first one outside and ``hint``.
+
+    Checked where the values are concrete, from one min/max reduction; a NaN
+    is not "outside" (NaN in gives NaN out). Under ``jax.jit``, ``mx.compile``
+    or Dask the check is skipped and the formula gives what it gives (NaN for
+    probabilities outside ``[0, 1]``).
+    """
+    shape = shape_of(x)
+    if any(d != d or d == 0 for d in shape):  # empty, or a size Dask does not know
+        return
+    bounds = be.value_range(x)
+    if bounds is None or (bounds[0] >= 0.0 and bounds[1] <= 1.0):
+        return
+    values = be.concrete(x)
+    if values is None:
+        return
+    bad = (values < 0) | (values > 1)
+    if not bad.any():  # only NaN made the range NaN
+        return
+    first = _first(bad)
+    raise ValueError(
+        f"{func}(): {_at(name, first)} = {float(values[first]):g} is outside [0, 1]; {hint}"
+    )
+
+
+def no_nan(be: Backend, func: str, name: str, x: Any) -> None:
+    """An option array (``pos_weight``, class weights) without NaN, where its
+    values are concrete: a NaN option would silently make every loss NaN."""
+    values = be.concrete(x)
+    if values is None or not values.size:
+        return
+    bad = values != values
+    if bad.any():
+        raise ValueError(f"{func}(): {_at(name, _first(bad))} is NaN; {name} must hold numbers")
+
+
+def need_classes(func: str, name: str, shape: tuple[int, ...], axis: int) -> None:
+    """A class axis of size 0 is a ValueError: a softmax over no classes has no
+    value (its normalizer would be ``log 0``), whatever the batch size."""
+    if shape[axis] == 0:
+        raise ValueError(
+            f"{func}(): {name} has no classes: axis {axis} of {name}.shape={shape} has "
+            f"size 0; pass at least one class (or the class axis as axis=)"
+        )

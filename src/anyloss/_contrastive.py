@@ -1,21 +1,25 @@
 """Contrastive losses: InfoNCE and NT-Xent with in-batch negatives.
 
 Both build the ``(N, N)`` matrix of similarities of a batch (nothing larger)
-in float64 where the array library has it: the losses are differences of
-similarities divided by a small temperature, so every rounding error of a
-float32 similarity is amplified by ``1 / temperature`` before it reaches the
-result.
+in float64 where the array library has it (InfoNCE: in double-float where
+it has not): the losses are differences of similarities divided by a small
+temperature, so every rounding error of a float32 similarity is amplified by
+``1 / temperature`` before it reaches the result.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any
 
+import numpy as np
+
 from ._backend import Backend, convert, resolve
-from ._checks import Reduction, check_reduction, float_arg, number, public, shape_of
+from ._checks import Reduction, check_reduction, flag, float_arg, number, public, shape_of
 from ._classification import _shifted_logsumexp, _softplus, _take_along
 from ._embedding import _scale
-from ._reduction import reduce
+from ._reduction import amax, reduce, two_sum
 
 __all__ = [
     "info_nce_loss",
@@ -60,9 +64,163 @@ def _diagonal_cross_entropy(be: Backend, sims: Any, tau: float, axis: int, index
     CPU does) would otherwise leave the maximum entry at a few ulp from 0,
     an absolute error that swamps a small loss.
     """
-    xp = be.xp
-    z = (sims - be.stop_gradient(xp.max(sims, axis=axis, keepdims=True))) / tau
+    z = (sims - be.stop_gradient(amax(be, sims, axis=axis, keepdims=True))) / tau
     return _shifted_logsumexp(be, z, axis) - _take_along(be, z, index, axis)
+
+
+# -- float32-only libraries: the similarities in double-float -----------------
+#
+# Where the library has no float64 (MLX, JAX without x64, torch on MPS) a
+# float32 loss would carry the rounding of the normalization, of the matmul
+# (whose summation order differs between CPUs: AVX2 and AVX-512 gave 172 and
+# 124 ulp on one input) and of x - max, each amplified by 1 / temperature.
+# There the value is recomputed as pairs hi + lo of float32 numbers:
+#
+# * products with an exact error (Dekker's TwoProduct, the halves split by
+#   the exponent read from the bits, so a compiler fusing a * b - c into an
+#   FMA, as XLA does on the CPU, changes nothing);
+# * dot products of rows scaled to norm <= 1 split as ``a = a1 + ar``, ``a1``
+#   on the grid 2**-11: the products of the ``a1`` lie on the grid 2**-22 and
+#   every partial sum is below 2, so ``a1 @ b1.T`` is exact in any summation
+#   order, and the rest (``a1 @ br.T + ar @ b.T``, ~2**-11 of the total) is
+#   needed only to float32 accuracy.
+#
+# The gradient is that of the plain float32 formulas.
+
+
+def _ufp(be: Backend, a: Any) -> Any:
+    """The power of two of ``|a|``'s exponent (float32; 1 where ``a`` is 0,
+    subnormal or not finite), read from the bits."""
+    xp = be.xp
+    if be.name == "jax":
+        lax = sys.modules["jax"].lax
+        bits = lax.bitcast_convert_type(a, xp.int32) & 0x7F800000
+        p = lax.bitcast_convert_type(bits, a.dtype)
+    elif be.name == "mlx":
+        mx = sys.modules["mlx.core"]
+        p = mx.view(mx.view(a, mx.int32) & 0x7F800000, a.dtype)
+    else:  # torch (MPS)
+        torch = sys.modules["torch"]
+        p = (a.view(torch.int32) & 0x7F800000).view(a.dtype)
+    one = be.scalar(1.0, a.dtype)
+    return xp.where((p > be.scalar(0.0, a.dtype)) & xp.isfinite(p), p, one)
+
+
+def _grid(be: Backend, a: Any, bits: int) -> Any:
+    """``a`` rounded to the grid ``2**-bits`` (exact scalings by powers of two)."""
+    return be.xp.round(a * float(2**bits)) * (1.0 / 2**bits)
+
+
+def _two_prod(be: Backend, a: Any, b: Any) -> tuple[Any, Any]:
+    """``p, e`` with ``p = fl(a b)`` and ``a b = p + e`` exactly (Dekker)."""
+
+    def split(v: Any) -> tuple[Any, Any]:
+        e = _ufp(be, v)
+        m = v / e  # in [1, 2): 12 bits above 2**-11, at most 11 below
+        mh = _grid(be, m, 11)
+        return mh * e, (m - mh) * e
+
+    p = a * b
+    ah, al = split(a)
+    bh, bl = split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _exact_matmul(be: Backend, ah: Any, al: Any, bh: Any, bl: Any) -> tuple[Any, Any]:
+    """``(ah + al) @ (bh + bl).T`` as ``hi + lo`` for rows of norm at most 1."""
+    xp = be.xp
+    a1, b1 = _grid(be, ah, 11), _grid(be, bh, 11)
+    ar, br = (ah - a1) + al, (bh - b1) + bl
+    kw: dict[str, Any] = {}
+    if be.name == "jax":  # full float32 products on accelerators too
+        kw["precision"] = "highest"
+    exact = xp.matmul(a1, b1.T, **kw)
+    rest = xp.matmul(xp.concat([a1, ar], axis=1), xp.concat([br, bh], axis=1).T, **kw)
+    return two_sum(exact, rest)
+
+
+def _exact_unit_rows(be: Backend, x: Any) -> tuple[Any, Any]:
+    """``x / ||x||`` along the rows as ``hi + lo`` (a zero row stays zero)."""
+    xp = be.xp
+    zero, one = be.scalar(0.0, x.dtype), be.scalar(1.0, x.dtype)
+    u = x / _ufp(be, _scale(be, x, 1))  # exact: max |u| in [1, 2)
+    n0 = xp.sqrt(xp.sum(u * u, axis=1, keepdims=True))
+    v = u / (_ufp(be, n0) * 2.0)  # exact: ||v|| in [1/2, 1)
+    # ||v||^2 = n2h + n2l: the squares of v1 (grid 2**-11) sum exactly
+    v1 = _grid(be, v, 11)
+    vr = v - v1
+    n2h, n2l = two_sum(
+        xp.sum(v1 * v1, axis=1, keepdims=True), xp.sum(vr * (v + v1), axis=1, keepdims=True)
+    )
+    nonzero = n2h > zero
+    y = one / xp.sqrt(xp.where(nonzero, n2h, one))
+    # 1 / ||v|| = y (1 - t / 2) to 2**-46, with t = ||v||^2 y^2 - 1 (tiny)
+    a, b = _two_prod(be, y, y)
+    c, d = _two_prod(be, n2h, a)
+    t = (c - one) + (d + n2h * b + n2l * a)
+    y = xp.where(nonzero, y, zero)
+    hi, err = _two_prod(be, v, y)
+    return hi, err - v * (y * t * 0.5)
+
+
+def _exact_raw_rows(be: Backend, x: Any) -> tuple[Any, Any]:
+    """``x`` scaled by a power of two per row to norm <= 1, and the scales."""
+    scale = _ufp(be, _scale(be, x, 1)) * float(
+        2 ** math.ceil(math.log2(2 * math.sqrt(x.shape[1])))
+    )
+    return x / scale, scale
+
+
+def _exact_diagonal_cross_entropy(
+    be: Backend, sh: Any, sl: Any, tau: float, axis: int, index: Any
+) -> Any:
+    """``_diagonal_cross_entropy`` of the similarities ``sh + sl``, the shift
+    and the division by ``tau`` carried in double-float."""
+    xp = be.xp
+    top = xp.argmax(sh, axis=axis)
+    mh = xp.expand_dims(_take_along(be, sh, top, axis), axis=axis)
+    ml = xp.expand_dims(_take_along(be, sl, top, axis), axis=axis)
+    dh, dl = two_sum(sh, -mh)
+    dl = dl + (sl - ml)  # 0 at the maximum
+    c = 1.0 / tau
+    c_hi = float(np.float32(c))
+    c_lo = float(np.float32(c - c_hi))
+    zh, ze = _two_prod(be, dh, be.scalar(c_hi, sh.dtype))
+    zl = ze + dh * c_lo + dl * c_hi
+    lse = _shifted_logsumexp(be, zh, axis, zl)
+    return lse - (_take_along(be, zh, index, axis) + _take_along(be, zl, index, axis))
+
+
+def _exact_info_nce(
+    be: Backend, q: Any, k: Any, tau: float, normalize: bool, symmetric: bool, index: Any
+) -> Any:
+    """The InfoNCE loss per pair, its value in double-float (no gradient)."""
+    q, k = be.stop_gradient(q), be.stop_gradient(k)
+    if normalize:
+        qh, ql = _exact_unit_rows(be, q)
+        kh, kl = _exact_unit_rows(be, k)
+        sh, sl = _exact_matmul(be, qh, ql, kh, kl)
+    else:
+        qv, qs = _exact_raw_rows(be, q)
+        kv, ks = _exact_raw_rows(be, k)
+        zero = be.xp.zeros_like(qv)
+        sh, sl = _exact_matmul(be, qv, zero, kv, zero)
+        both = qs * ks.T  # powers of two: exact
+        sh, sl = sh * both, sl * both
+    loss = _exact_diagonal_cross_entropy(be, sh, sl, tau, 1, index)
+    if symmetric:
+        loss = (loss + _exact_diagonal_cross_entropy(be, sh, sl, tau, 0, index)) * 0.5
+    return loss
+
+
+def _float32_only(be: Backend, x: Any) -> bool:
+    """Whether ``x`` is float32 on a library (or device) without float64 that
+    the double-float path supports."""
+    return (
+        be.name in ("jax", "mlx", "torch")
+        and be.wide == be.work
+        and x.dtype == getattr(be.xp, "float32", None)
+    )
 
 
 @public
@@ -95,7 +253,12 @@ def info_nce_loss(
     scaled by their largest entry before they are normalized (magnitudes of
     ``1e20`` or ``1e-20`` neither overflow nor underflow, and there is no
     ``eps``: a zero row stays zero), and the similarities are computed in
-    float64 where the array library has it.
+    float64 where the array library has it. Where it has not (MLX, JAX
+    without x64) the value is computed in double-float (pairs of float32
+    numbers: the normalization, a matmul split so that its main part is
+    exact in any summation order, the shift and the division by the
+    temperature), so it does not depend on the CPU's summation order; the
+    gradient is that of the float32 formulas.
 
     Args:
         queries: Query embeddings of shape ``(N, D)``.
@@ -130,6 +293,8 @@ def info_nce_loss(
     """
     func = "info_nce_loss"
     check_reduction(func, reduction)
+    normalize = flag(func, "normalize", normalize)
+    symmetric = flag(func, "symmetric", symmetric)
     tau = number(func, "temperature", temperature, low=0.0, low_open=True)
     be = resolve(func, ("queries", queries), ("keys", keys))
     xp = be.xp
@@ -142,6 +307,7 @@ def info_nce_loss(
             f"{func}(): queries and keys must have the same shape (N, D), got "
             f"queries.shape={shape_of(q)}, keys.shape={shape_of(k)}"
         )
+    q0, k0 = q, k
     if normalize:
         q, k = _unit_rows(be, q), _unit_rows(be, k)
     sims = xp.matmul(q, k.T)
@@ -149,6 +315,10 @@ def info_nce_loss(
     loss = _diagonal_cross_entropy(be, sims, tau, 1, index)
     if symmetric:
         loss = (loss + _diagonal_cross_entropy(be, sims, tau, 0, index)) * 0.5
+    if _float32_only(be, q) and shape_of(q)[0] > 0 and shape_of(q)[1] > 0:
+        # the value in double-float, the gradient of the float32 formulas
+        exact = _exact_info_nce(be, q0, k0, tau, normalize, symmetric, index)
+        loss = exact + (loss - be.stop_gradient(loss))
     return reduce(be, loss, reduction)
 
 
@@ -248,7 +418,7 @@ def nt_xent_loss(
     # are masked out below.
     counted = negative | ~has_negative
     masked = xp.where(counted, cos, be.scalar(float("-inf"), cos.dtype))
-    peak = be.stop_gradient(xp.max(masked, axis=1, keepdims=True))
+    peak = be.stop_gradient(amax(be, masked, axis=1, keepdims=True))
     # logsumexp over the negatives of s = cos / tau, less peak / tau; the pair
     # loss softplus(logsumexp - s_ij) then takes (peak - cos_ij) / tau, a
     # difference of cosines before the division (see _diagonal_cross_entropy)
@@ -257,7 +427,7 @@ def nt_xent_loss(
     pair = _softplus(be, rest + (peak - cos) / tau)
     valid = positive & has_negative
     loss = xp.sum(xp.where(valid, pair, zero), axis=1)
-    if reduction == "mean":
+    if reduction == "mean" and n:  # (an empty batch: the mean of nothing, NaN)
         # sum over pairs / number of pairs, divided before the (accurate) sum
         count = xp.sum(be.cast(positive, cos.dtype))
         some = count > zero

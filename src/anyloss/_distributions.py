@@ -71,5 +71,10 @@ def kl_div_loss(
     zero = be.scalar(0.0, be.wide)
     absent = t == be.scalar(-float("inf"), be.wide)
     t_present = xp.where(absent, zero, t)  # no -inf - (-inf) in the unused branch
-    terms = xp.where(absent, zero, xp.exp(t_present) * (t_present - x))
+    e = xp.exp(t_present)
+    # where exp(t) underflows to 0 the term is 0: t - x may overflow there
+    # (t = -FLT_MAX, x = FLT_MAX) and 0 * inf would be NaN
+    dead = absent | (e == zero)
+    x_live = xp.where(dead, t_present, x)
+    terms = xp.where(dead, zero, e * (t_present - x_live))
     return reduce(be, xp.sum(terms, axis=ax), reduction)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from ._checks import (
     public,
     same_shape,
 )
-from ._reduction import reduce, two_sum
+from ._reduction import amax, reduce, two_sum
 from .kernels import fast
 
 __all__ = ["cosine_similarity_loss", "margin_ranking_loss", "triplet_loss"]
@@ -31,9 +32,110 @@ def _scale(be: Backend, x: Any, axis: int) -> Any:
     using it is invariant to it, so its gradient contributes nothing.
     """
     xp = be.xp
-    s = be.stop_gradient(xp.max(xp.abs(x), axis=axis, keepdims=True))
+    s = be.stop_gradient(amax(be, xp.abs(x), axis=axis, keepdims=True))  # 0 (so 1) for D = 0
     usable = (s > be.scalar(0.0, s.dtype)) & (s < be.scalar(float("inf"), s.dtype))
     return xp.where(usable, s, be.scalar(1.0, s.dtype))
+
+
+_BIG = 2.0**64
+
+
+def _unscale(be: Backend, x: Any, s: Any) -> Any:
+    """``x / s`` for a positive scale ``s``, as ``(x 2^-64) / (s 2^-64)`` where
+    ``s > 2^64``: XLA's CPU code divides by multiplying with ``1 / s``, which
+    is subnormal, and flushed to 0, for a float32 ``s`` above ``2^126``
+    (entries below ``2^-62`` that underflow are negligible next to ``s``)."""
+    xp = be.xp
+    f = xp.where(s > _BIG, be.scalar(1.0 / _BIG, s.dtype), be.scalar(1.0, s.dtype))
+    return (x * f) / (s * f)
+
+
+# -- double-double arithmetic (float64 inputs) ----------------------------------
+#
+# float32 inputs are computed in float64, where the products are exact and the
+# sums have 29 bits to spare. float64 inputs have no wider type (long double
+# is not portable), so their dot products and norms are carried as unevaluated
+# sums hi + lo (error-free transformations: Knuth's TwoSum, Dekker's split
+# product), summed pairwise along the axis in a fixed order: the result is as
+# if computed in twice the precision, and does not depend on the memory
+# layout (C or Fortran order) as a library's own sum can.
+
+_SPLIT64 = 134217729.0  # 2**27 + 1
+
+
+def _double_double(be: Backend, x: Any) -> bool:
+    """Whether ``x`` is float64: the dot products then run in double-double."""
+    return bool(x.dtype == getattr(be.xp, "float64", None))
+
+
+def _two_prod(a: Any, b: Any) -> tuple[Any, Any]:
+    """``p, e`` with ``p = fl(a b)`` and ``a b = p + e`` exactly (Dekker;
+    no fma in the array API), for float64 ``|a|, |b| < 2**995``."""
+    t = _SPLIT64 * a
+    a_hi = t - (t - a)
+    a_lo = a - a_hi
+    t = _SPLIT64 * b
+    b_hi = t - (t - b)
+    b_lo = b - b_hi
+    p = a * b
+    return p, (((a_hi * b_hi - p) + a_hi * b_lo) + a_lo * b_hi) + a_lo * b_lo
+
+
+def _dd_sum(be: Backend, hi: Any, lo: Any, axis: int) -> tuple[Any, Any]:
+    """``sum(hi + lo)`` along ``axis`` as ``(s, e)``: a pairwise sum of ``hi``
+    whose every rounding error (TwoSum) is kept, plus the plain sum of ``lo``.
+    (Basic slicing along the axis: torch's vmap has no batching rule for
+    moveaxis.)"""
+    xp = be.xp
+    axis = axis % hi.ndim
+    lead = (slice(None),) * axis
+    err = xp.sum(lo, axis=axis)
+    n = hi.shape[axis]
+    if n == 0:
+        return xp.sum(hi, axis=axis), err
+    while n > 1:
+        if n % 2:
+            first = (*lead, slice(0, 1), ...)
+            hi = xp.concat([hi, xp.zeros_like(hi[first])], axis=axis)
+            n += 1
+        half = n // 2
+        low, high = (*lead, slice(0, half), ...), (*lead, slice(half, n), ...)
+        total, e = two_sum(hi[low], hi[high])
+        err = err + xp.sum(e, axis=axis)
+        hi, n = total, half
+    return xp.squeeze(hi, axis=axis), err
+
+
+def _dd_finish(be: Backend, hi: Any, lo: Any) -> Any:
+    """``hi + lo`` rounded once; ``hi`` alone where it is not finite (TwoSum
+    turns an inf into NaN)."""
+    xp = be.xp
+    finite = xp.isfinite(hi)
+    return xp.where(finite, hi + xp.where(finite, lo, be.scalar(0.0, hi.dtype)), hi)
+
+
+def _dd_dot(be: Backend, u: Any, v: Any, axis: int) -> tuple[Any, Any]:
+    """``sum(u v)`` along ``axis`` in double-double (Ogita-Rump-Oishi Dot2)."""
+    p, e = _two_prod(u, v)
+    return _dd_sum(be, p, e, axis)
+
+
+def _pow2_below(be: Backend, peak: Any) -> Any:
+    """``2^(floor(log2 peak) - 1)`` for ``0 < peak < inf``: below ``peak`` even
+    where log2 rounds up (float32 ``log2(FLT_MAX)`` is 128, and 2^128 is inf),
+    and at least the smallest normal number (2^-1075 is 0). Dividing by it is
+    exact; a constant for differentiation."""
+    xp = be.xp
+    dt = peak.dtype
+    low = -1022.0 if float(xp.finfo(dt).max) > 1e300 else -126.0
+    k = xp.maximum(xp.floor(xp.log2(peak)) - be.scalar(1.0, dt), be.scalar(low, dt))
+    return be.stop_gradient(xp.pow(be.scalar(2.0, dt), k))
+
+
+def _pow2_scale(be: Backend, x: Any, axis: int) -> Any:
+    """A power of two near max |x| along ``axis`` (kept; 1 where that is 0 or
+    not finite): dividing by it is exact."""
+    return _pow2_below(be, _scale(be, x, axis))
 
 
 @public
@@ -53,7 +155,9 @@ def cosine_similarity_loss(
     Note that, as in MLX, the value is the similarity itself (not
     ``1 - similarity``) and the default axis is ``1``. Both vectors are scaled
     by their largest entry before the norms are taken, so magnitudes of
-    ``1e20`` or ``1e-20`` neither overflow nor underflow.
+    ``1e20`` or ``1e-20`` neither overflow nor underflow. float64 inputs
+    (which have no wider type) get double-double dot products and norms:
+    a few ulp even where the dot product cancels, in C or Fortran order.
 
     Args:
         x1: The first set of vectors.
@@ -90,16 +194,31 @@ def cosine_similarity_loss(
     a, b = be.cast(a, be.wide), be.cast(b, be.wide)
     if a.ndim != len(shape) or b.ndim != len(shape):
         a, b = xp.broadcast_arrays(a, b)
-    s1, s2 = _scale(be, a, ax), _scale(be, b, ax)
-    u1, u2 = a / s1, b / s2
-    dot = xp.sum(u1 * u2, axis=ax)
-    norms = xp.sqrt(xp.sum(u1 * u1, axis=ax)) * xp.sqrt(xp.sum(u2 * u2, axis=ax))
+    if _double_double(be, a):
+        # the dot product may cancel to far below its terms: double-double
+        # sums of vectors scaled exactly (by powers of two)
+        s1, s2 = _pow2_scale(be, a, ax), _pow2_scale(be, b, ax)
+        u1, u2 = _unscale(be, a, s1), _unscale(be, b, s2)
+        dot = _dd_finish(be, *_dd_dot(be, u1, u2, ax))
+        sq1 = _dd_finish(be, *_dd_dot(be, u1, u1, ax))
+        sq2 = _dd_finish(be, *_dd_dot(be, u2, u2, ax))
+        norms = xp.sqrt(sq1) * xp.sqrt(sq2)
+    else:
+        s1, s2 = _scale(be, a, ax), _scale(be, b, ax)
+        u1, u2 = _unscale(be, a, s1), _unscale(be, b, s2)
+        dot = xp.sum(u1 * u2, axis=ax)
+        norms = xp.sqrt(xp.sum(u1 * u1, axis=ax)) * xp.sqrt(xp.sum(u2 * u2, axis=ax))
     s1, s2 = xp.squeeze(s1, axis=ax), xp.squeeze(s2, axis=ax)
     # ||x1|| ||x2|| >= eps, decided without forming the product (it over- or
     # underflows in the right direction if it has to).
     large = (norms * s1) * s2 >= be.scalar(eps, be.wide)
     one, zero = be.scalar(1.0, be.wide), be.scalar(0.0, be.wide)
-    by_norms = dot / xp.where(large, norms, one)
+    # eps = 0 and a zero vector: 0 / 0 is NaN (as in MLX), formed without a
+    # division that Dask would warn about
+    some = norms > zero
+    by_norms = xp.where(
+        some, dot / xp.where(large & some, norms, one), be.scalar(float("nan"), be.wide)
+    )
     by_eps = dot * xp.where(large, zero, (s1 / eps) * s2) if eps > 0 else zero
     return reduce(be, xp.where(large, by_norms, by_eps), reduction)
 
@@ -112,52 +231,169 @@ def _pow(be: Backend, x: Any, p: float) -> Any:
     return be.xp.pow(x, be.scalar(p, x.dtype))
 
 
-def _distance(be: Backend, a: Any, b: Any, axis: int, p: float, eps: float) -> Any:
-    """``(sum |a - b|^p + eps)^(1/p)`` along ``axis``, without overflow.
+def _plain_where_infinite(
+    be: Backend,
+    a: Any,
+    pos: Any,
+    neg: Any,
+    axis: int,
+    p: float,
+    margin: float,
+    eps: float,
+    loss: Any,
+) -> Any:
+    """``loss``, except in the rows with an infinite (or NaN) entry.
 
-    With ``c = max(max|a - b|, eps^(1/p))`` it equals
-    ``c * (sum |(a - b)/c|^p + eps/c^p)^(1/p)``, where nothing exceeds 1
-    before the root and whatever underflows is negligible next to a term >= 1.
+    There a distance is inf (or NaN), and the scaled and error-free forms
+    would form ``inf - inf`` or ``inf / inf``; the plain formula gives the
+    answer: ``inf - finite`` (a loss of inf or 0), ``inf - inf`` NaN (as MLX).
+    The finite rows go through it as zeros, so it neither overflows nor
+    sends a NaN into their gradient.
     """
     xp = be.xp
-    d = xp.abs(a - b)
-    c = xp.maximum(_scale(be, d, axis), be.scalar(eps ** (1.0 / p), d.dtype))
-    inner = xp.sum(_pow(be, d / c, p), axis=axis) + eps / _pow(be, xp.squeeze(c, axis=axis), p)
-    root = (
-        xp.sqrt(inner)
-        if p == 2.0
-        else inner
-        if p == 1.0
-        else xp.pow(inner, be.scalar(1.0 / p, d.dtype))
-    )
-    return xp.squeeze(c, axis=axis) * root
+    if any(d == 0 for d in a.shape):  # no entry (and MLX hangs on empty reductions)
+        return loss
+    rows = xp.all(xp.isfinite(a) & xp.isfinite(pos) & xp.isfinite(neg), axis=axis)
+    keep = xp.expand_dims(rows, axis=axis)
+    zero = be.scalar(0.0, a.dtype)
+    a0, p0, n0 = (xp.where(keep, zero, v) for v in (a, pos, neg))
+
+    def distance(u: Any, v: Any) -> Any:
+        s = xp.sum(_pow(be, xp.abs(u - v), p), axis=axis) + eps
+        return xp.sqrt(s) if p == 2.0 else xp.pow(s, be.scalar(1.0 / p, s.dtype))
+
+    plain = xp.maximum(distance(a0, p0) - distance(a0, n0) + margin, zero)
+    return xp.where(rows, loss, plain)
 
 
-def _euclidean_gap(be: Backend, a: Any, pos: Any, neg: Any, axis: int, eps: float) -> Any:
-    """``d(a, pos) - d(a, neg)`` for ``p = 2`` without cancellation.
+def _triplet_gap(be: Backend, a: Any, pos: Any, neg: Any, axis: int, p: float, eps: float) -> Any:
+    """``d(a, pos) - d(a, neg)`` with ``d(u, v) = (sum |u - v|^p + eps)^(1/p)``.
 
-    ``d_p - d_n = (S_p - S_n) / (d_p + d_n)`` with
-    ``S_p - S_n = sum (dp - dn)(dp + dn)`` (eps cancels). Scaled by a power of
-    two ``c`` nothing overflows, and for float32 inputs computed in float64
-    every product is exact, so only the final sum rounds.
+    - The inputs are halved (``h = 1/2``) in the rows where one exceeds half
+      the largest float, so that their differences are finite.
+    - Both distances are taken at one scale, a power of two ``c`` near the
+      largest difference (exact divisions; nothing exceeds ``2^p`` per term
+      before the root, and whatever underflows is negligible next to a term
+      ``>= 1``): their difference is finite where each distance overflows
+      (``+-1e308``), and ``eps / c^2`` is not ``0 / 0`` where ``c^2``
+      underflows (differences of ``1e-200`` with ``eps = 0``).
+    - For ``p = 2``, ``d_p - d_n = (S_p - S_n) / (d_p + d_n)`` with
+      ``S_p - S_n = sum (dp - dn)(dp + dn)`` (eps cancels): no cancellation
+      of two nearly equal distances; for float32 inputs computed in float64
+      every product is exact, so only the sums round.
     """
     xp = be.xp
-    dp, dn = a - pos, a - neg
+    dt = a.dtype
+    one = be.scalar(1.0, dt)
+    big = xp.maximum(xp.maximum(xp.abs(a), xp.abs(pos)), xp.abs(neg))
+    big = amax(be, big, axis=axis, keepdims=True)
+    h = xp.where(big > float(xp.finfo(dt).max) * 0.5, be.scalar(0.5, dt), one)
+    h = be.stop_gradient(h)
+    ah = a * h
+    dp, dn = ah - pos * h, ah - neg * h
+    root = math.sqrt(eps) if p == 2.0 else eps ** (1.0 / p)
     peak = xp.maximum(
-        xp.max(xp.abs(dp), axis=axis, keepdims=True), xp.max(xp.abs(dn), axis=axis, keepdims=True)
+        amax(be, xp.abs(dp), axis=axis, keepdims=True),
+        amax(be, xp.abs(dn), axis=axis, keepdims=True),
     )
-    peak = xp.maximum(peak, be.scalar(eps**0.5, dp.dtype))
-    usable = (peak > be.scalar(0.0, dp.dtype)) & (peak < be.scalar(float("inf"), dp.dtype))
-    peak = xp.where(usable, peak, be.scalar(1.0, dp.dtype))
-    two = be.scalar(2.0, dp.dtype)
-    c = be.stop_gradient(xp.pow(two, xp.ceil(xp.log2(peak))))
-    sp, sn = dp / c, dn / c
-    c = xp.squeeze(c, axis=axis)
-    q = eps / (c * c)
-    rp = xp.sqrt(xp.sum(sp * sp, axis=axis) + q)
-    rn = xp.sqrt(xp.sum(sn * sn, axis=axis) + q)
-    num = xp.sum((sp - sn) * (sp + sn), axis=axis)
-    return c * (num / (rp + rn))
+    peak = xp.maximum(peak, root * h)
+    usable = (peak > be.scalar(0.0, dt)) & (peak < be.scalar(float("inf"), dt))
+    peak = xp.where(usable, peak, one)
+    c = _pow2_below(be, peak)  # scaled differences are below 4
+    sp, sn = _unscale(be, dp, c), _unscale(be, dn, c)
+    c, h = xp.squeeze(c, axis=axis), xp.squeeze(h, axis=axis)
+    if p == 2.0:
+        q = ((eps * (h * h)) / c) / c
+        rp = xp.sqrt(xp.sum(sp * sp, axis=axis) + q)
+        rn = xp.sqrt(xp.sum(sn * sn, axis=axis) + q)
+        num = xp.sum((sp - sn) * (sp + sn), axis=axis)
+        den = rp + rn
+        # a = pos = neg with eps = 0: 0 / 0 is a gap of 0
+        ratio = num / xp.where(den > be.scalar(0.0, dt), den, one)
+        return (c * ratio) / h
+    q = _pow(be, (root * h) / c, p)
+    inner_p = xp.sum(_pow(be, xp.abs(sp), p), axis=axis) + q
+    inner_n = xp.sum(_pow(be, xp.abs(sn), p), axis=axis) + q
+    if p == 1.0:
+        return (c * (inner_p - inner_n)) / h
+    inv = be.scalar(1.0 / p, dt)
+    return (c * (xp.pow(inner_p, inv) - xp.pow(inner_n, inv))) / h
+
+
+def _dd_sqrt(be: Backend, hi: Any, lo: Any) -> tuple[Any, Any]:
+    """``sqrt(hi + lo)`` in double-double, for ``hi >= 0``."""
+    xp = be.xp
+    r = xp.sqrt(hi)
+    sq, sq_err = _two_prod(r, r)
+    positive = r > be.scalar(0.0, r.dtype)
+    den = xp.where(positive, r + r, be.scalar(1.0, r.dtype))
+    return r, xp.where(positive, (((hi - sq) - sq_err) + lo) / den, be.scalar(0.0, r.dtype))
+
+
+def _dd_add(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
+    s, e = two_sum(a[0], b[0])
+    return s, e + (a[1] + b[1])
+
+
+def _triplet_loss_dd(
+    be: Backend, a: Any, pos: Any, neg: Any, axis: int, p: float, margin: float, eps: float
+) -> Any:
+    """``max(d(a, pos) - d(a, neg) + margin, 0)`` for float64 inputs and
+    ``p`` in {1, 2}, as ``_triplet_gap`` but in double-double: every
+    difference (TwoSum), square and product (Dekker) is exact, the sums
+    along the axis keep their rounding errors, and the gap, its square roots
+    and its quotient are carried as ``hi + lo`` up to the margin, so the
+    loss is rounded once even where ``gap + margin`` cancels."""
+    xp = be.xp
+    dt = a.dtype
+    one, zero = be.scalar(1.0, dt), be.scalar(0.0, dt)
+    big = xp.maximum(xp.maximum(xp.abs(a), xp.abs(pos)), xp.abs(neg))
+    big = amax(be, big, axis=axis, keepdims=True)
+    h = be.stop_gradient(xp.where(big > float(xp.finfo(dt).max) * 0.5, be.scalar(0.5, dt), one))
+    ah, ph, nh = a * h, pos * h, neg * h
+    dp, dp_lo = two_sum(ah, -ph)
+    dn, dn_lo = two_sum(ah, -nh)
+    root = math.sqrt(eps) if p == 2.0 else eps
+    peak = xp.maximum(
+        amax(be, xp.abs(dp), axis=axis, keepdims=True),
+        amax(be, xp.abs(dn), axis=axis, keepdims=True),
+    )
+    peak = xp.maximum(peak, root * h)
+    usable = (peak > zero) & (peak < be.scalar(float("inf"), dt))
+    peak = xp.where(usable, peak, one)
+    c = _pow2_below(be, peak)
+    x, x_lo = two_sum(nh, -ph)  # neg - pos = dp - dn
+    dp, dp_lo, dn, dn_lo, x, x_lo = (_unscale(be, v, c) for v in (dp, dp_lo, dn, dn_lo, x, x_lo))
+    c, h = xp.squeeze(c, axis=axis), xp.squeeze(h, axis=axis)
+    if p == 1.0:
+        # sum |dp| - sum |dn| (eps cancels)
+        sp = _dd_sum(be, xp.abs(dp), xp.where(dp < zero, -dp_lo, dp_lo), axis)
+        sn = _dd_sum(be, xp.abs(dn), xp.where(dn < zero, -dn_lo, dn_lo), axis)
+        g, g_lo = _dd_add(sp, (-sn[0], -sn[1]))
+    else:
+        # (S_p - S_n) / (d_p + d_n), S_p - S_n = sum (neg - pos)(dp + dn)
+        y, y_lo = two_sum(dp, dn)
+        y_lo = y_lo + (dp_lo + dn_lo)
+        prod, prod_err = _two_prod(x, y)
+        num = _dd_sum(be, prod, prod_err + (x * y_lo + x_lo * y), axis)
+        q = ((eps * (h * h)) / c) / c
+        roots = []
+        for d, d_lo in ((dp, dp_lo), (dn, dn_lo)):
+            sq, sq_err = _two_prod(d, d)
+            total = _dd_add(_dd_sum(be, sq, sq_err + 2.0 * (d * d_lo), axis), (q, zero))
+            roots.append(_dd_sqrt(be, *total))
+        den, den_lo = _dd_add(roots[0], roots[1])
+        positive = den > zero  # a = pos = neg with eps = 0: a gap of 0
+        den_safe = xp.where(positive, den, one)
+        g = num[0] / den_safe
+        t, t_err = _two_prod(g, den_safe)
+        g_lo = (
+            (((num[0] - t) - t_err) + num[1]) - g * xp.where(positive, den_lo, zero)
+        ) / den_safe
+        g, g_lo = xp.where(positive, g, zero), xp.where(positive, g_lo, zero)
+    g, g_lo = (g * c) / h, (g_lo * c) / h
+    r, r_err = two_sum(g, be.scalar(margin, dt))
+    return xp.maximum(_dd_finish(be, r, r_err + g_lo), zero)
 
 
 @public
@@ -179,8 +415,11 @@ def triplet_loss(
         \qquad d(u, v) = \Big(\sum |u - v|^p + \epsilon\Big)^{1/p}
 
     The distances are computed with scaled differences (no overflow of the
-    p-th power at magnitudes like ``1e20``) and in float64 where the array
-    library has it, since their difference cancels for nearly equal distances.
+    p-th power at magnitudes like ``1e20``, no ``0 / 0`` at ``1e-200`` with
+    ``eps = 0``, a finite gap between inputs of ``+-1e308``) and in float64
+    where the array library has it, since their difference cancels for nearly
+    equal distances; float64 inputs with ``p`` 1 or 2 in double-double, up to
+    the margin.
 
     Args:
         anchors: The anchor samples.
@@ -233,11 +472,12 @@ def triplet_loss(
     a, pos, neg = (be.cast(v, be.wide) for v in (a, pos, neg))
     if a.ndim != len(shape):
         a = xp.broadcast_to(a, shape)
-    if pdeg == 2.0:
-        gap = _euclidean_gap(be, a, pos, neg, ax, eps)
+    if pdeg in (1.0, 2.0) and _double_double(be, a):
+        loss = _triplet_loss_dd(be, a, pos, neg, ax, pdeg, margin, eps)
     else:
-        gap = _distance(be, a, pos, ax, pdeg, eps) - _distance(be, a, neg, ax, pdeg, eps)
-    loss = xp.maximum(gap + margin, be.scalar(0.0, be.wide))
+        gap = _triplet_gap(be, a, pos, neg, ax, pdeg, eps)
+        loss = xp.maximum(gap + margin, be.scalar(0.0, be.wide))
+    loss = _plain_where_infinite(be, a, pos, neg, ax, pdeg, margin, eps, loss)
     return reduce(be, loss, reduction)
 
 
@@ -301,5 +541,8 @@ def margin_ranking_loss(
         m_lo = be.scalar(margin - m_hi, be.wide)
         d, d_err = two_sum(x1, -x2)
         r, r_err = two_sum(be.scalar(m_hi, be.wide), -(y * d))
-        loss = r + ((r_err + m_lo) - y * d_err)
+        err = (r_err + m_lo) - y * d_err
+        # an infinite input or an overflowing difference makes TwoSum's error
+        # inf - inf = NaN; the plain sum r is right there
+        loss = r + xp.where(xp.isfinite(err), err, be.scalar(0.0, be.wide))
     return reduce(be, xp.maximum(loss, be.scalar(0.0, be.wide)), reduction)

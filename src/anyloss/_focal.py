@@ -9,17 +9,21 @@ from ._backend import Backend, convert, resolve
 from ._checks import (
     Reduction,
     check_reduction,
-    class_indices,
+    checked_class_indices,
     float_arg,
+    need_classes,
+    no_nan,
     normalize_axis,
     number,
+    poison,
     public,
     same_shape,
     shape_of,
     shapes_match,
+    unit_interval,
 )
 from ._classification import _softplus, _take_along, _weighted
-from ._reduction import reduce, two_sum
+from ._reduction import amax, reduce, two_sum
 
 __all__ = [
     "sigmoid_focal_loss",
@@ -79,7 +83,7 @@ def _log_softmax(be: Backend, x: Any, axis: int) -> tuple[Any, Any]:
     """
     xp = be.xp
     zero, one = be.scalar(0.0, x.dtype), be.scalar(1.0, x.dtype)
-    m = be.stop_gradient(xp.max(x, axis=axis, keepdims=True))
+    m = be.stop_gradient(amax(be, x, axis=axis, keepdims=True))
     # -inf logits: TwoSum would form inf - inf (NaN, and a warning on Dask);
     # their shift is -inf exactly and their term 0 whatever lo is
     finite = xp.isfinite(x)
@@ -132,7 +136,8 @@ def sigmoid_focal_loss(
     Args:
         inputs: Logits.
         targets: Targets in ``{0, 1}`` (soft targets in ``[0, 1]`` use the same
-            formula), with the shape of ``inputs``.
+            formula), with the shape of ``inputs``; outside ``[0, 1]`` they are
+            a ``ValueError`` where their values can be read (eagerly).
         weights: Optional weights with the shape of ``inputs``. Default: ``None``.
         alpha: Weight of the positive class in ``[0, 1]`` (negatives get
             ``1 - alpha``), or ``None`` for no class balancing. Default: ``0.25``.
@@ -168,6 +173,13 @@ def sigmoid_focal_loss(
     x = float_arg(be, func, "inputs", inputs, dtype)
     t = float_arg(be, func, "targets", targets, dtype)
     same_shape(func, ("inputs", x), ("targets", t))
+    unit_interval(
+        be,
+        func,
+        "targets",
+        t,
+        "for labels in {-1, 1} map them to {0, 1} with (t + 1) / 2",
+    )
     zero, one = be.scalar(0.0, dtype), be.scalar(1.0, dtype)
     not_t = one - t
     loss = t * _softplus(be, -x) + not_t * _softplus(be, x)
@@ -191,6 +203,7 @@ def _class_alpha(be: Backend, func: str, alpha: Any, num_classes: int, dtype: An
     if isinstance(alpha, numbers.Real) or getattr(alpha, "ndim", None) == 0:
         return number(func, "alpha", alpha, low=0.0, high=float("inf"), high_open=True)
     arr = float_arg(be, func, "alpha", alpha, dtype)
+    no_nan(be, func, "alpha", arr)
     if arr.ndim != 1 or not shapes_match(shape_of(arr), (num_classes,)):
         raise ValueError(
             f"{func}(): alpha.shape={shape_of(arr)} must be ({num_classes},): one "
@@ -243,9 +256,10 @@ def softmax_focal_loss(
         The softmax focal loss, in the array library and dtype of ``logits``.
 
     Raises:
-        ValueError: Shapes that do not match, ``alpha`` of the wrong length or
-            negative, ``gamma < 0``, an unknown reduction, class indices out of
-            range.
+        ValueError: Shapes that do not match, ``alpha`` of the wrong length,
+            negative or NaN, ``gamma < 0``, an unknown reduction, class indices
+            out of range where their values can be read (under ``jax.jit``,
+            ``mx.compile`` or on Dask such an example's loss is NaN instead).
         TypeError: Class indices that are not integers.
 
     Examples:
@@ -281,6 +295,7 @@ def softmax_focal_loss(
         raise ValueError(f"{func}(): logits must have at least 1 dimension, got a scalar")
     ax = normalize_axis(func, axis, x.ndim, "logits")
     num_classes = shape_of(x)[ax]
+    need_classes(func, "logits", shape_of(x), ax)
     a = None if alpha is None else _class_alpha(be, func, alpha, num_classes, dtype)
 
     t = convert(be, f"{func}(): targets", targets)
@@ -314,8 +329,14 @@ def softmax_focal_loss(
             terms = a_classes * terms
         loss = xp.sum(terms, axis=ax)
     else:
-        idx = class_indices(
-            be, func, "targets", t, num_classes, f"axis {ax} of logits with shape {shape_of(x)}"
+        idx, invalid = checked_class_indices(
+            be,
+            func,
+            "targets",
+            t,
+            num_classes,
+            f"axis {ax} of logits with shape {shape_of(x)}",
+            ignore_supported=False,
         )
         log_p_y = _take_along(be, log_p, idx, ax)
         loss = -log_p_y
@@ -325,4 +346,5 @@ def softmax_focal_loss(
             loss = a_classes * loss
         elif a is not None:
             loss = _take_along(be, a_classes, idx, ax) * loss
-    return reduce(be, _weighted(be, func, loss, weights), reduction)
+        loss = poison(be, loss, invalid)
+    return reduce(be, _weighted(be, func, loss, weights, num_classes, "alpha"), reduction)

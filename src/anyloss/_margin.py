@@ -11,17 +11,19 @@ from ._checks import (
     Reduction,
     broadcast_shape,
     check_reduction,
-    class_indices,
+    checked_class_indices,
     float_arg,
+    need_classes,
     normalize_axis,
     number,
+    poison,
     public,
     shape_of,
     shapes_match,
 )
 from ._classification import _one_hot
-from ._embedding import _scale
-from ._reduction import reduce, two_sum
+from ._embedding import _scale, _unscale
+from ._reduction import amax, reduce, two_sum
 
 __all__ = [
     "squared_hinge_loss",
@@ -118,8 +120,10 @@ def multiclass_hinge_loss(
 
     Raises:
         ValueError: A ``targets`` shape other than that of ``logits`` without
-            ``axis``, class indices out of range, a NaN margin, an unknown
-            reduction; an ``axis`` out of range (also an ``IndexError``).
+            ``axis``, class indices out of range where their values can be read
+            (under ``jax.jit``, ``mx.compile`` or on Dask such an example's loss
+            is NaN instead), a NaN margin, an unknown reduction; an ``axis``
+            out of range (also an ``IndexError``).
         TypeError: Class indices that are not integers, a margin that is not
             a real number.
 
@@ -142,6 +146,7 @@ def multiclass_hinge_loss(
         raise ValueError(f"{func}(): logits must have at least 1 dimension, got a scalar")
     ax = normalize_axis(func, axis, x.ndim, "logits")
     num_classes = shape_of(x)[ax]
+    need_classes(func, "logits", shape_of(x), ax)
     t = convert(be, f"{func}(): targets", targets)
     expected = shape_of(x)[:ax] + shape_of(x)[ax + 1 :]
     if not shapes_match(shape_of(t), expected):
@@ -149,16 +154,23 @@ def multiclass_hinge_loss(
             f"{func}(): targets.shape={shape_of(t)} does not match logits.shape="
             f"{shape_of(x)}; expected {expected} (class indices, axis {axis} removed)"
         )
-    idx = class_indices(
-        be, func, "targets", t, num_classes, f"axis {ax} of logits with shape {shape_of(x)}"
+    idx, invalid = checked_class_indices(
+        be,
+        func,
+        "targets",
+        t,
+        num_classes,
+        f"axis {ax} of logits with shape {shape_of(x)}",
+        ignore_supported=False,
     )
     zero = be.scalar(0.0, be.wide)
     hot = _one_hot(be, idx, x.ndim, ax, num_classes)
     # a where selects (never 0 * inf); exactly one entry survives the sum
     target = xp.sum(xp.where(hot, x, zero), axis=ax)
     if num_classes == 1:  # no other class: the maximum is -inf, the loss 0
-        return reduce(be, zero * xp.where(xp.isfinite(target), target, zero), reduction)
-    rival = xp.max(xp.where(hot, be.scalar(-float("inf"), be.wide), x), axis=ax)
+        loss = zero * xp.where(xp.isfinite(target), target, zero)
+        return reduce(be, poison(be, loss, invalid), reduction)
+    rival = amax(be, xp.where(hot, be.scalar(-float("inf"), be.wide), x), axis=ax)
     if _has_float64(be):
         # float32 logits: rival - target is exact in float64 (unless their
         # exponents are far apart, where the rounding is negligible).
@@ -171,9 +183,10 @@ def multiclass_hinge_loss(
         d, d_err = two_sum(rival, -target)
         r, r_err = two_sum(be.scalar(m_hi, be.wide), d)
         err = (r_err + be.scalar(margin - m_hi, be.wide)) + d_err
-        # an infinite logit makes the error terms NaN; the sum is right there
-        loss = r + xp.where(xp.isfinite(r), err, zero)
-    return reduce(be, xp.maximum(loss, zero), reduction)
+        # an infinite logit or an overflowing difference makes the error terms
+        # NaN (inf - inf); the sum is right there
+        loss = r + xp.where(xp.isfinite(err), err, zero)
+    return reduce(be, poison(be, xp.maximum(loss, zero), invalid), reduction)
 
 
 class _Shape:
@@ -292,7 +305,7 @@ def cosine_embedding_loss(
 
     zero, one = be.scalar(0.0, wide), be.scalar(1.0, wide)
     s1, s2 = _scale(be, a, ax), _scale(be, b, ax)
-    u1, u2 = a / s1, b / s2
+    u1, u2 = _unscale(be, a, s1), _unscale(be, b, s2)
     sq1 = xp.sum(u1 * u1, axis=ax, keepdims=True)
     sq2 = xp.sum(u2 * u2, axis=ax, keepdims=True)
     # sqrt(0) has an infinite derivative: zero vectors take norm 1 here (and

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from ._backend import Backend, resolve
-from ._checks import Reduction, check_reduction, float_arg, number, public, same_shape
+from ._checks import Reduction, check_reduction, flag, float_arg, number, public, same_shape
 from ._reduction import reduce
 
 __all__ = [
@@ -122,6 +122,8 @@ def poisson_nll_loss(
     """
     func = "poisson_nll_loss"
     check_reduction(func, reduction)
+    log_input = flag(func, "log_input", log_input)
+    full = flag(func, "full", full)
     eps = number(func, "eps", eps, low=0.0, low_open=True)
     be = resolve(func, ("inputs", inputs), ("targets", targets))
     xp = be.xp

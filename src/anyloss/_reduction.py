@@ -14,9 +14,26 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._backend import Backend
+from ._backend import Backend, reduced_shape
 
-__all__ = ["reduce", "two_sum"]
+__all__ = ["amax", "reduce", "two_sum"]
+
+
+def amax(be: Backend, x: Any, axis: Any = None, keepdims: bool = False, empty: float = 0.0) -> Any:
+    """``xp.max(x, axis=axis, keepdims=keepdims)`` that also takes empty arrays.
+
+    A maximum over axes that hold no element has no identity (NumPy, JAX and
+    MLX raise a ValueError, torch an IndexError): it is ``empty`` here, a value
+    the caller chooses. A result with no element is built directly, since Dask
+    fails on the maximum of blocks without rows. Only shapes are looked at.
+    """
+    shape = tuple(x.shape)
+    if all(d != 0 for d in shape):  # (an unknown Dask size, NaN, is not 0)
+        return be.xp.max(x, axis=axis, keepdims=keepdims)
+    out, _ = reduced_shape(shape, axis, keepdims)
+    if any(d != d for d in out):  # a Dask size not known yet
+        return be.xp.max(x, axis=axis, keepdims=keepdims)
+    return be.full(out, empty, x.dtype)
 
 
 def two_sum(a: Any, b: Any) -> tuple[Any, Any]:
@@ -60,10 +77,14 @@ def _total(be: Backend, loss: Any) -> Any:
     # The value is the compensated sum; the gradient (all ones) is taken
     # through the plain sum, which autodiff handles cheaply.
     n = math.prod(loss.shape)
-    plain = xp.sum(loss)
+    plain = xp.sum(loss)  # 0 where loss is empty (the MLX adapter never sums nothing)
+    if n == 0:
+        return plain
     exact = _compensated_sum(xp, xp.reshape(be.stop_gradient(loss), (n,)), n)
-    # an inf or NaN total is the plain one (TwoSum turns inf into inf - inf)
-    correction = xp.where(xp.isfinite(plain), exact - plain, be.scalar(0.0, plain.dtype))
+    # an inf or NaN total is the plain one, and so is a finite total whose
+    # pairwise partial sums overflow (TwoSum turns inf into inf - inf)
+    correction = exact - plain
+    correction = xp.where(xp.isfinite(correction), correction, be.scalar(0.0, plain.dtype))
     return plain + be.stop_gradient(correction)
 
 
@@ -79,10 +100,14 @@ def reduce(be: Backend, loss: Any, reduction: str, denominator: Any = None) -> A
     xp = be.xp
     total = _total(be, loss)
     if reduction == "mean":
-        if denominator is not None:
+        n = math.prod(loss.shape)
+        if n == 0:
+            # the mean of nothing is NaN, as in MLX and NumPy: 0 * NaN rather
+            # than 0 / 0, which Dask would warn about when it computes
+            total = total * be.scalar(float("nan"), total.dtype)
+        elif denominator is not None:
             total = total / _total(be, be.cast(denominator, loss.dtype))
         else:
-            n = math.prod(loss.shape)
             if n != n:  # Dask with sizes not known yet: count lazily
                 n = xp.sum(xp.ones_like(loss, dtype=total.dtype))
             total = total / n

@@ -11,12 +11,14 @@ from ._checks import (
     Reduction,
     broadcast_shape,
     check_reduction,
+    flag,
     float_arg,
     number,
     public,
     same_shape,
 )
-from ._reduction import reduce
+from ._embedding import _double_double, _two_prod
+from ._reduction import amax, reduce, two_sum
 from .kernels import fast
 
 __all__ = [
@@ -118,12 +120,43 @@ def mse_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> A
     be, p, t = _pair(func, predictions, targets, ("predictions", "targets"))
     same_shape(func, ("predictions", p), ("targets", t))
     out = fast(be, func, reduction, predictions=p, targets=t)
-    if out is None:
-        out = _torch_native(be, "mse_loss", p, t, reduction)
+    if out is not None:
+        return out
+    if reduction != "none" and be.dtype == be.work and p.dtype != getattr(be.xp, "float64", None):
+        # float32 squares may overflow one by one where their mean does not
+        # (torch's fused mse_loss squares in float32 too)
+        return _mse_total(be, p, t, reduction)
+    out = _torch_native(be, "mse_loss", p, t, reduction)
     if out is not None:
         return out
     d = p - t
     return reduce(be, d * d, reduction)
+
+
+def _pow2_scale(be: Any, x: Any) -> Any:
+    """A power of two near max |x| (1 where that is 0 or not finite), a
+    constant for differentiation: dividing by it is exact."""
+    xp = be.xp
+    m = be.stop_gradient(amax(be, xp.abs(x)))  # 0 (so 1) for an empty x
+    usable = (m > be.scalar(0.0, m.dtype)) & (m < be.scalar(float("inf"), m.dtype))
+    m = xp.where(usable, m, be.scalar(1.0, m.dtype))
+    # floor(log2 m) - 1: float32 log2(FLT_MAX) rounds to 128, 2^128 is inf;
+    # at least the smallest normal number (-126): 2^-150 is 0
+    k = xp.maximum(xp.floor(xp.log2(m)) - be.scalar(1.0, m.dtype), be.scalar(-126.0, m.dtype))
+    return be.stop_gradient(xp.pow(be.scalar(2.0, m.dtype), k))
+
+
+def _mse_total(be: Any, p: Any, t: Any, reduction: str) -> Any:
+    """``'mean'``/``'sum'`` of float32 squares that may overflow one by one
+    (``1e20 ** 2``) while their mean does not: in float64 where the library
+    has it, else scaled by a power of two ``c`` as ``c * (sum (d/c)^2) * c``."""
+    if be.wide != p.dtype:
+        d = be.cast(p, be.wide) - be.cast(t, be.wide)
+        return reduce(be, d * d, reduction)
+    d = p - t
+    c = _pow2_scale(be, d)
+    u = d / c
+    return (reduce(be, u * u, reduction) * c) * c
 
 
 @public
@@ -165,7 +198,9 @@ def smooth_l1_loss(
     be, p, t = _pair(func, predictions, targets, ("predictions", "targets"))
     same_shape(func, ("predictions", p), ("targets", t))
     out = fast(be, func, reduction, predictions=p, targets=t, beta=beta)
-    if out is None:
+    if out is None and beta * beta < float(be.xp.finfo(p.dtype).max):
+        # torch forms 0.5 * d * d / beta, which overflows for d < beta when
+        # beta^2 does
         out = _torch_native(be, "smooth_l1_loss", p, t, reduction, beta=beta)
     if out is not None:
         return out
@@ -176,7 +211,13 @@ def smooth_l1_loss(
     b = be.scalar(beta)
     quadratic = d < b
     dq = xp.where(quadratic, d, be.scalar(0.0))  # no inf in the unused branch
-    loss = xp.where(quadratic, (0.5 / beta) * (dq * dq), d - 0.5 * beta)
+    # (0.5 d) (d / beta): d / beta < 1, so nothing overflows (d * d would for
+    # d > 1e154 under beta = 1e308); a huge beta divides at 2^-64 the scale,
+    # since XLA's CPU code multiplies by 1 / beta, which flushes to 0 above
+    # 2^126 in float32
+    big = beta > 2.0**64
+    ratio = (dq * 2.0**-64) / be.scalar(beta * 2.0**-64) if big else dq / b
+    loss = xp.where(quadratic, (0.5 * dq) * ratio, d - 0.5 * beta)
     return reduce(be, loss, reduction)
 
 
@@ -219,14 +260,17 @@ def huber_loss(
     be, x, t = _pair(func, inputs, targets, ("inputs", "targets"))
     broadcast_shape(func, ("inputs", x), ("targets", t))
     out = fast(be, func, reduction, inputs=x, targets=t, delta=delta)
-    if out is None and delta > 0:
+    if out is None and 0 < delta < float("inf"):
         out = _torch_native(be, "huber_loss", x, t, reduction, delta=delta)
     if out is not None:
         return out
     xp = be.xp
     a = xp.abs(x - t)
-    quadratic = xp.minimum(a, be.scalar(delta))
-    loss = 0.5 * (quadratic * quadratic) + delta * (a - quadratic)
+    if delta == float("inf"):  # no linear part (delta * 0 would be inf * 0)
+        loss = (0.5 * a) * a
+    else:
+        quadratic = xp.minimum(a, be.scalar(delta))
+        loss = (0.5 * quadratic) * quadratic + delta * (a - quadratic)
     return reduce(be, loss, reduction)
 
 
@@ -264,12 +308,15 @@ def log_cosh_loss(inputs: Any, targets: Any, reduction: Reduction = "none") -> A
     if out is not None:
         return out
     xp = be.xp
+    # in float64 where the library has it: float32 results are then rounded
+    # once (sinh, log1p and the subtraction each round in float32)
+    x, t = be.cast(x, be.wide), be.cast(t, be.wide)
     a = xp.abs(x - t)
-    small = a < be.scalar(_LOGCOSH_SWITCH)
+    small = a < be.scalar(_LOGCOSH_SWITCH, be.wide)
     # Each branch sees only the values it is used for, so neither produces an
     # inf whose zero cotangent would turn into NaN in the gradient.
-    a_small = xp.where(small, a, be.scalar(0.0))
-    a_large = xp.where(small, be.scalar(_LOGCOSH_SWITCH), a)
+    a_small = xp.where(small, a, be.scalar(0.0, be.wide))
+    a_large = xp.where(small, be.scalar(_LOGCOSH_SWITCH, be.wide), a)
     s = xp.sinh(0.5 * a_small)
     near = xp.log1p(2.0 * (s * s))
     e = xp.exp(-a_large)  # exp(-2|e|) as e * e: -2|e| would overflow at 2e38
@@ -295,7 +342,10 @@ def gaussian_nll_loss(
         \qquad v = \max(\text{vars}, \epsilon)
 
     The two terms cancel when ``log v`` is negative; the loss is computed in
-    float64 where the array library has it and returned in the input dtype.
+    float64 where the array library has it (float64 inputs: in double-double)
+    and returned in the input dtype. ``d^2 / v`` is formed at a scale where
+    neither ``d * d`` nor ``d / v`` overflows, so subnormal variances and
+    errors of ``1e200`` give the finite true value.
 
     Args:
         inputs: The predicted means.
@@ -317,6 +367,7 @@ def gaussian_nll_loss(
     """
     func = "gaussian_nll_loss"
     check_reduction(func, reduction)
+    full = flag(func, "full", full)
     eps = number(func, "eps", eps, low=0.0)
     be = resolve(func, ("inputs", inputs), ("targets", targets), ("vars", vars))
     mu = float_arg(be, func, "inputs", inputs)
@@ -326,11 +377,122 @@ def gaussian_nll_loss(
     out = fast(be, func, reduction, inputs=mu, targets=y, vars=v, full=full, eps=eps)
     if out is not None:
         return out
+    if _double_double(be, mu):
+        return reduce(be, _gaussian_nll_dd(be, mu, y, v, full, eps), reduction)
     mu, y, v = (be.cast(a, be.wide) for a in (mu, y, v))
     xp = be.xp
     v = xp.maximum(v, be.scalar(eps, be.wide))
     d = y - mu
-    loss = 0.5 * (xp.log(v) + d * (d / v))  # d * d may overflow where d^2/v does not
+    loss = 0.5 * (xp.log(v) + _square_over(be, d, v))
     if full:
         loss = loss + _HALF_LOG_2PI
     return reduce(be, loss, reduction)
+
+
+# ln 2 and 0.5 log(2 pi) in two and three parts; LN2_HI has 32 significant
+# bits, so e * LN2_HI is exact for every exponent e of a float64
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.9082149292705877e-10
+_LN2_LO2 = 1.1612227229362532e-26
+_TWO_THIRDS_HI = 0.6666666666666666
+_TWO_THIRDS_LO = 3.700743415417188e-17
+_TWO_FIFTHS_HI = 0.4
+_TWO_FIFTHS_LO = -2.2204460492503132e-17
+_HALF_LOG_2PI_HI = 0.9189385332046728
+_HALF_LOG_2PI_LO = -3.8782941580672414e-17
+# 1/23, ..., 1/9, 1/7: log m = 2s + 2s^3/3 + 2s^5/5 + 2s^7 R(s^2), |s| <= 0.18
+_ATANH_TAIL = tuple(1.0 / (2 * i + 1) for i in range(11, 2, -1))
+
+
+def _gaussian_nll_dd(be: Any, mu: Any, y: Any, v: Any, full: bool, eps: float) -> Any:
+    """The Gaussian NLL of float64 inputs in double-double.
+
+    ``log v`` and ``d^2 / v`` cancel where the loss is near 0, and float64
+    has no wider type, so both are carried as ``hi + lo`` (error-free
+    transformations) and the loss is rounded once: ``d = y - mu`` by TwoSum,
+    ``d^2 / v`` by a Dekker product and a corrected quotient (at the scale of
+    ``_square_over``), ``log v = e log 2 + log m`` with ``v = m 2^e``,
+    ``m`` near 1, ``log m = 2 atanh((m - 1)/(m + 1))`` whose leading terms
+    ``2s + 2s^3/3 + 2s^5/5`` are double-double (the rest, below ``1e-5`` of
+    it, in float64).
+    Where ``v`` is 0 or not finite, the plain formula.
+    """
+    xp = be.xp
+    dt = v.dtype
+    zero, one, two = be.scalar(0.0, dt), be.scalar(1.0, dt), be.scalar(2.0, dt)
+    v = xp.maximum(v, be.scalar(eps, dt))
+    ok = (v > zero) & (v < be.scalar(float("inf"), dt))
+    plain = 0.5 * (xp.log(v) + _square_over(be, y - mu, v))
+    if full:
+        plain = plain + _HALF_LOG_2PI
+    v = xp.where(ok, v, one)
+    d, d_lo = two_sum(y, -mu)
+    # d^2 / v = (u^2 + 2 u u_lo) / w, u = d 2^-a, w = v 2^-2a (exact)
+    a = be.stop_gradient(xp.ceil((xp.log2(v) + one) * be.scalar(0.5, dt)))
+    k = xp.pow(two, -a)
+    u, u_lo, w = d * k, d_lo * k, (v * k) * k
+    sq, sq_err = _two_prod(u, u)
+    sq_lo = sq_err + 2.0 * (u * u_lo)
+    q = sq / w
+    t, t_err = _two_prod(q, w)
+    q_lo = (((sq - t) - t_err) + sq_lo) / w
+    # v = m 2^e with m in about [0.7, 1.42] (e from a rounded log2; exact
+    # scalings in two steps: 2^-e alone overflows for a subnormal v)
+    e = be.stop_gradient(xp.round(xp.log2(v)))
+    e1 = xp.floor(e * be.scalar(0.5, dt))
+    m = (v * xp.pow(two, -e1)) * xp.pow(two, e1 - e)
+    num = m - one  # exact (Sterbenz)
+    den, den_lo = two_sum(m, one)
+    s = num / den
+    t, t_err = _two_prod(s, den)
+    s_lo = (((num - t) - t_err) - s * den_lo) / den
+    s2, s2_err = _two_prod(s, s)
+    s2_lo = s2_err + 2.0 * (s * s_lo)
+    s3, s3_err = _two_prod(s2, s)
+    s3_lo = s3_err + (s2 * s_lo + s2_lo * s)
+    c3, c3_err = _two_prod(s3, be.scalar(_TWO_THIRDS_HI, dt))
+    c3_lo = c3_err + (s3 * _TWO_THIRDS_LO + s3_lo * _TWO_THIRDS_HI)
+    s5, s5_err = _two_prod(s3, s2)
+    s5_lo = s5_err + (s3 * s2_lo + s3_lo * s2)
+    c5, c5_err = _two_prod(s5, be.scalar(_TWO_FIFTHS_HI, dt))
+    c5_lo = c5_err + (s5 * _TWO_FIFTHS_LO + s5_lo * _TWO_FIFTHS_HI)
+    r = be.scalar(_ATANH_TAIL[0], dt)
+    for coef in _ATANH_TAIL[1:]:
+        r = r * s2 + coef
+    rest = (2.0 * (s5 * s2)) * r
+    # log m = 2s + 2s^3/3 + 2s^5/5 + rest; log v = e ln 2 + log m
+    lm, lm_err = two_sum(c3, c5)
+    lm_lo = lm_err + (c3_lo + c5_lo)
+    lm, lm_err = two_sum(2.0 * s, lm)
+    lm_lo = lm_err + ((2.0 * s_lo + lm_lo) + rest)
+    el, el_err = _two_prod(e, be.scalar(_LN2_LO, dt))
+    hi, hi_err = two_sum(e * _LN2_HI, lm)  # e * LN2_HI is exact
+    lo = hi_err + ((lm_lo + el) + (el_err + e * _LN2_LO2))
+    # + d^2 / v, halved, + the constant
+    hi, err = two_sum(hi, q)
+    lo = err + (lo + q_lo)
+    hi, lo = 0.5 * hi, 0.5 * lo
+    if full:
+        hi, err = two_sum(hi, be.scalar(_HALF_LOG_2PI_HI, dt))
+        lo = err + (lo + _HALF_LOG_2PI_LO)
+    total = hi + lo
+    return xp.where(ok & xp.isfinite(total), total, plain)
+
+
+def _square_over(be: Any, d: Any, v: Any) -> Any:
+    """``d^2 / v`` for ``v > 0`` without overflow or underflow on the way.
+
+    With ``2^a`` about ``sqrt(v)`` (``2a`` in ``(log2 v + 1, log2 v + 3]``),
+    ``u = d 2^-a`` and ``w = v 2^-2a`` in ``(1/8, 1/2]`` are exact scalings
+    and ``d^2 / v = u^2 / w``: ``u^2`` overflows only where the result does,
+    and ``d * d`` (1e200 squared) or ``d / v`` (a subnormal variance) is
+    never formed. The same two roundings as ``(d * d) / v``.
+    """
+    xp = be.xp
+    dt = v.dtype
+    a = xp.ceil((xp.log2(v) + be.scalar(1.0, dt)) * be.scalar(0.5, dt))
+    a = be.stop_gradient(xp.where(xp.isfinite(a), a, be.scalar(0.0, dt)))
+    k = xp.pow(be.scalar(2.0, dt), -a)  # 2^-a: |a| <= 538, a normal number
+    u = d * k
+    w = (v * k) * k
+    return (u * u) / w
