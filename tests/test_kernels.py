@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -392,6 +393,106 @@ def test_triplet(rng: np.random.Generator, dtype: Any, p: int, margin: float, ep
     kw = {"anchors": a, "positives": pos, "negatives": neg, "p": p, "margin": margin, "eps": eps}
     for reduction in REDUCTIONS:
         assert_agree("triplet_loss", reduction, kw, dtype)
+
+
+_INF, _NAN = np.inf, np.nan
+_MAX32, _MAX64 = float(np.finfo(np.float32).max), float(np.finfo(np.float64).max)
+# (anchor, positive, negative) entries put into rows of equal random values,
+# at columns 29 (past a vector body) and 3, and the loss by hand (p = 1 and
+# 2, margin 1, eps 1e-6): d = inf where a difference is inf, inf - inf = NaN
+# and a NaN entry give NaN, inf - finite inf, finite - inf a loss of 0.
+_TRIPLET_SPECIAL = [
+    ({29: (_INF, 0, 0)}, _NAN),
+    ({29: (0, _INF, 0)}, _INF),
+    ({29: (0, 0, _INF)}, 0.0),
+    ({29: (0, 0, -_INF), 3: (0, 0, _INF)}, 0.0),
+    ({29: (-_INF, 0, 0), 3: (1, 1, 1)}, _NAN),
+    ({29: (_NAN, 0, 0)}, _NAN),
+    ({29: (0, _INF, 0), 3: (0, _NAN, 0)}, _NAN),
+    ({29: (0, _INF, 0), 3: (0, 0, _NAN)}, _NAN),
+    ({29: (0, -_INF, 0), 3: (0, 0, -_INF)}, _NAN),
+    ({29: (0, 0, _NAN)}, _NAN),
+    ({29: (_MAX32, -_MAX32, _MAX32)}, 2.0 * _MAX32),  # finite: 2 FLT_MAX + 1 - 1e-3
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [1, 2])
+def test_triplet_infinite_rows_match_generic(rng: np.random.Generator, dtype: Any, p: int) -> None:
+    """Rows with an infinite or NaN entry: the kernels formed inf - inf or
+    inf / inf (NaN where the generic path and MLX give inf or 0; float64 p = 2
+    gave the margin, 1, for a NaN row). Now kernel == generic == by hand."""
+    cases = list(_TRIPLET_SPECIAL)
+    if dtype == np.float64:  # MAX - (-MAX) overflows to inf, as the plain formula has it
+        cases.append(({29: (_MAX64, -_MAX64, _INF)}, _NAN))
+        cases.append(({29: (_MAX64, -_MAX64, 0), 3: (0, 0, _INF)}, _NAN))
+    base = rng.standard_normal((len(cases), 37))
+    a, pos, neg = base.copy(), base.copy(), base.copy()
+    for r, (entries, _) in enumerate(cases):
+        for col, (x, y, z) in entries.items():
+            a[r, col], pos[r, col], neg[r, col] = x, y, z
+    want = np.array([w for _, w in cases])
+    kw = {
+        "anchors": a.astype(dtype),
+        "positives": pos.astype(dtype),
+        "negatives": neg.astype(dtype),
+        "p": p,
+    }
+    with np.errstate(over="ignore"):  # 2 FLT_MAX: inf (the losses' own errstate)
+        got = kernels.run("triplet_loss", "none", _force=True, **kw)
+    ref = generic("triplet_loss", "none", kw)
+    assert got is not None and got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, ref)
+    with np.errstate(over="ignore"):
+        exact = want.astype(dtype)  # 2 FLT_MAX: inf in float32
+    np.testing.assert_allclose(got, exact, rtol=1e-15)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(exact))
+    rows = [r for r, (_, w) in enumerate(cases) if not np.isnan(w)]
+    sub = {k: v[rows].copy() if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+    for reduction in ("mean", "sum"):
+        with np.errstate(over="ignore"):
+            got = kernels.run("triplet_loss", reduction, _force=True, **sub)
+        assert got is not None
+        np.testing.assert_array_equal(got, generic("triplet_loss", reduction, sub))
+        assert got == np.inf
+    if dtype == np.float32:  # MLX, where it is installed, says the same
+        try:
+            import mlx.core as mx
+            import mlx.nn.losses as mlx_losses
+        except ImportError:
+            return
+        args = [mx.array(kw[k]) for k in ("anchors", "positives", "negatives")]
+        np.testing.assert_array_equal(np.array(mlx_losses.triplet_loss(*args, p=p)), exact)
+
+
+@pytest.mark.parametrize("eps", [1e300, np.inf])
+@pytest.mark.parametrize("p", [1, 2])
+def test_triplet_float32_huge_eps_matches_generic(
+    rng: np.random.Generator, p: int, eps: float
+) -> None:
+    """The float32 kernel added eps to both p = 1 sums, (S_p + eps) - (S_n +
+    eps): 0 for eps = 1e300 and NaN for eps = inf, where eps cancels (the
+    generic path gives the gap); for p = 2 and eps = inf it gave the margin
+    where d_p - d_n is inf - inf, NaN as in the generic path."""
+    a, pos, neg = (rng.standard_normal((6, 37)).astype(np.float32) for _ in range(3))
+    kw = {"anchors": a, "positives": pos, "negatives": neg, "p": p, "eps": eps}
+    got = kernels.run("triplet_loss", "none", _force=True, **kw)
+    assert got is not None
+    a64, p64, n64 = (v.astype(np.float64) for v in (a, pos, neg))
+    if p == 1:  # by hand: the exact gap (fsum), + margin 1, rounded once
+        want = np.array(
+            [
+                max(math.fsum(abs(a64[r] - p64[r])) - math.fsum(abs(a64[r] - n64[r])) + 1.0, 0.0)
+                for r in range(6)
+            ]
+        ).astype(np.float32)
+        assert np.max(ulp_distance(got, want, np.float32)) <= 2
+    else:  # gap below 1e-140 next to the margin; inf - inf
+        want = np.full(6, 1.0 if eps < np.inf else np.nan, np.float32)
+        np.testing.assert_array_equal(got, want)
+    ref = generic("triplet_loss", "none", kw)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    assert np.nanmax(ulp_distance(got, ref, np.float32), initial=0.0) <= 2
 
 
 # -- dispatch ---------------------------------------------------------------------------

@@ -805,65 +805,79 @@ def _pow2_floor(c):
 
 
 @_helper
-def _triplet_gap(a, pos, neg, r, n, p, eps):
-    """d(a, pos) - d(a, neg) along row r for p in {1, 2}, as the generic
-    ``_triplet_gap``: differences of the inputs halved where they would
-    overflow (h), divided by a power of two c near the largest, both
-    distances at that one scale (their difference is finite even where each
-    overflows), and for p = 2 as (S_p - S_n) / (d_p + d_n)."""
-    h = 1.0
-    c = 1.0  # float32 inputs in float64: nothing over- or underflows
-    root = eps if p == 1.0 else math.sqrt(eps)
-    if not _f32(a):
-        big = 0.0
-        for k in range(n):
-            big = max(big, max(abs(a[r, k]), max(abs(pos[r, k]), abs(neg[r, k]))))
-        h = 0.5 if big > _F64_HALF_MAX else 1.0
-        peak = root * h
-        for k in range(n):
-            ah = a[r, k] * h
-            peak = max(peak, max(abs(ah - pos[r, k] * h), abs(ah - neg[r, k] * h)))
-        c = _pow2_floor(peak) if 0.0 < peak < np.inf else 1.0
-    ic = 1.0 / c
+def _triplet_gap(a, pos, neg, r, n, p):
+    """The sums of row r of float32 inputs, in float64 (where no difference,
+    square or sum of them over- or underflows, so no scaling as in the
+    generic ``_triplet_gap``): sum |a - pos|^p, sum |a - neg|^p and, for
+    p = 2, sum (dp - dn)(dp + dn) = S_p - S_n."""
     sp = 0.0
     sn = 0.0
     num = 0.0
     if p == 1.0:
         for k in range(n):
-            ah = np.float64(a[r, k]) * h
-            sp += abs(ah - np.float64(pos[r, k]) * h) * ic
-            sn += abs(ah - np.float64(neg[r, k]) * h) * ic
-        return sp, sn, num, c, h
+            ah = np.float64(a[r, k])
+            sp += abs(ah - np.float64(pos[r, k]))
+            sn += abs(ah - np.float64(neg[r, k]))
+        return sp, sn, num
     for k in range(n):
-        ah = np.float64(a[r, k]) * h
-        dp = (ah - np.float64(pos[r, k]) * h) * ic
-        dn = (ah - np.float64(neg[r, k]) * h) * ic
+        ah = np.float64(a[r, k])
+        dp = ah - np.float64(pos[r, k])
+        dn = ah - np.float64(neg[r, k])
         sp += dp * dp
         sn += dn * dn
         num += (dp - dn) * (dp + dn)
-    return sp, sn, num, c, h
+    return sp, sn, num
 
 
 @_exact_kernel
 def _triplet_finish(sums, p, margin, eps):
-    """The loss of one row from its sums (a function without reassoc, which
-    would let ``(eps / c) / c`` become ``eps * (1 / c^2)``, 0 * inf)."""
-    sp, sn, num, c, h = sums
+    """The loss of one row of finite float32 inputs from its sums, as the
+    generic code: for p = 1 eps cancels (also a huge or infinite eps), for
+    p = 2 the gap is (S_p - S_n) / (d_p + d_n), no cancellation of two nearly
+    equal distances, and inf - inf (NaN) for eps = inf."""
+    sp, sn, num = sums
     if p == 1.0:
-        q = (eps * h) / c
-        gap = (c * ((sp + q) - (sn + q))) / h
+        gap = sp - sn
     else:
-        q = ((eps * (h * h)) / c) / c
-        den = math.sqrt(sp + q) + math.sqrt(sn + q)
-        gap = (c * (num / (den if den > 0.0 else 1.0))) / h
-    return max(gap + margin, 0.0)
+        den = math.sqrt(sp + eps) + math.sqrt(sn + eps)
+        gap = num / (den if den > 0.0 else 1.0)  # a = pos = neg, eps = 0: 0
+        gap = gap if den < np.inf else np.nan
+    loss = gap + margin
+    return 0.0 if loss < 0.0 else loss  # NaN stays NaN
+
+
+@_exact_kernel
+def _triplet_plain(a, pos, neg, r, n, p, margin, eps):
+    """The loss of row r by the plain formula, in float64, as the generic
+    ``_plain_where_infinite`` (and MLX) for a row with an infinite or NaN
+    entry, where the scaled and error-free forms would form inf - inf or
+    inf / inf: a loss of inf or 0 for inf - finite, NaN for inf - inf and
+    for a NaN entry."""
+    sp = 0.0
+    sn = 0.0
+    for k in range(n):
+        ak = np.float64(a[r, k])
+        dp = abs(ak - np.float64(pos[r, k]))
+        dn = abs(ak - np.float64(neg[r, k]))
+        sp += dp if p == 1.0 else dp * dp
+        sn += dn if p == 1.0 else dn * dn
+    sp += eps
+    sn += eps
+    loss = (sp - sn if p == 1.0 else math.sqrt(sp) - math.sqrt(sn)) + margin
+    return 0.0 if loss < 0.0 else loss  # NaN stays NaN
 
 
 @_kernel
 def triplet(a, pos, neg, p, margin, eps, out, r0, r1):
+    """Float32 inputs (float64 ones go to ``triplet_dd``)."""
     n = a.shape[1]
     for r in range(r0, r1):
-        out[r] = _triplet_finish(_triplet_gap(a, pos, neg, r, n, p, eps), p, margin, eps)
+        sums = _triplet_gap(a, pos, neg, r, n, p)
+        # float32 inputs in float64: a sum is inf or NaN iff an entry is
+        if sums[0] < np.inf and sums[1] < np.inf:
+            out[r] = _triplet_finish(sums, p, margin, eps)
+        else:
+            out[r] = _triplet_plain(a, pos, neg, r, n, p, margin, eps)
 
 
 # --------------------------------------------------------------------------
@@ -993,6 +1007,10 @@ def triplet_dd(a, pos, neg, p, margin, eps, out, r0, r1):
             z = t - sn
             sn_lo += ((sn - (t - z)) + (q - z)) + e
             sn = t
+        if not (sp < np.inf and sn < np.inf):
+            # an infinite or NaN entry (finite ones are scaled below 4 each)
+            out[r] = _triplet_plain(a, pos, neg, r, n, p, margin, eps)
+            continue
         if p == 1.0:
             g = sp - sn
             z = g - sp
