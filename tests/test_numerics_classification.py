@@ -211,3 +211,116 @@ def test_info_nce_float32_path_under_jit_and_grad() -> None:
     kn = kt / kt.norm(dim=1, keepdim=True)
     torch.nn.functional.cross_entropy(qn @ kn.T / 0.05, torch.arange(8)).backward()
     np.testing.assert_allclose(np.asarray(g), qt.grad.numpy(), rtol=1e-3, atol=1e-5)
+
+
+# -- info_nce / nt_xent at the edges of float32 --------------------------------
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _ref_contrastive(q: np.ndarray, k: np.ndarray, tau: float, symmetric: bool, normalize: bool):
+    """InfoNCE per pair in mpmath (no overflow: its exponents are unbounded)."""
+    if normalize:
+        return _ref_info_nce(q, k, tau, symmetric)
+    with mpmath.workdps(60):
+        qs = [[mpf(float(a)) for a in v] for v in q]
+        ks = [[mpf(float(a)) for a in v] for v in k]
+        t = mpf(tau)
+
+        def nll(s, i):
+            return mpmath.log(mpmath.fsum(mpmath.exp(v - s[i]) for v in s))
+
+        out = []
+        for i in range(len(qs)):
+            loss = nll([mpmath.fdot(qs[i], kj) / t for kj in ks], i)
+            if symmetric:
+                loss = (loss + nll([mpmath.fdot(qj, ks[i]) / t for qj in qs], i)) / 2
+            out.append(loss)
+        return out
+
+
+def _check_float32(got: np.ndarray, true: list, bound: float) -> None:
+    """Each value within ``bound`` ulp of the true value, ``+inf`` where that
+    rounds beyond the largest float32."""
+    for g, v in zip(got.astype(np.float64), true, strict=True):
+        if v > mpf(_F32_MAX) * (1 + mpf(2) ** -25):
+            assert g == math.inf, (g, v)
+        else:
+            assert _ulp(float(g), v, np.float32) <= bound, (g, v)
+
+
+def _huge_rows(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """float32 entries of magnitude in [FLT_MAX / 2, FLT_MAX], random signs."""
+    x = rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 1.0, shape) * _F32_MAX
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_info_nce_rows_near_float_max(xp, rng, symmetric) -> None:
+    """Normalized rows of magnitude ~FLT_MAX: JAX divided by a scale of
+    2**127 as a multiplication by its (subnormal, flushed) reciprocal and gave
+    log(N) for every row."""
+    q, k = _huge_rows(rng, (4, 5)), _huge_rows(rng, (4, 5))
+    out = anyloss.info_nce_loss(
+        xp.asarray(q), xp.asarray(k), temperature=0.5, symmetric=symmetric, reduction="none"
+    )
+    bound = 32.0 if xp.name == "mlx" else 4.0  # MLX: its float32 exp
+    _check_float32(xp.to_numpy(out), _ref_contrastive(q, k, 0.5, symmetric, True), bound)
+
+
+def _ref_nt_xent(x: np.ndarray, y: np.ndarray, tau: float) -> list:
+    with mpmath.workdps(60):
+        vs = []
+        for v in x:
+            v = [mpf(float(a)) for a in v]
+            n = mpmath.sqrt(mpmath.fdot(v, v))
+            vs.append([a / n for a in v])
+        t = mpf(tau)
+        out = []
+        for i in range(len(vs)):
+            s = [mpmath.fdot(vs[i], w) / t for w in vs]
+            neg = [s[j] for j in range(len(vs)) if y[j] != y[i]]
+            out.append(
+                mpmath.fsum(
+                    mpmath.log1p(mpmath.fsum(mpmath.exp(v - s[j]) for v in neg))
+                    for j in range(len(vs))
+                    if j != i and y[j] == y[i]
+                )
+            )
+        return out
+
+
+def test_nt_xent_rows_near_float_max(xp, rng) -> None:
+    """As above for nt_xent_loss (JAX gave log(1 + negatives) for every row)."""
+    x = _huge_rows(rng, (6, 5))
+    y = np.array([0, 1, 2, 0, 1, 2])
+    out = anyloss.nt_xent_loss(xp.asarray(x), xp.asarray(y), temperature=0.5, reduction="none")
+    got = xp.to_numpy(out).astype(np.float64)
+    true = np.array([float(v) for v in _ref_nt_xent(x, y, 0.5)])
+    np.testing.assert_allclose(got, true, rtol=2e-5)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("tau", [0.1, 1e36, 3e38])
+def test_info_nce_raw_similarities_beyond_float32(xp, symmetric, tau) -> None:
+    """normalize=False with dot products beyond FLT_MAX (rows from 1e-30 to
+    FLT_MAX). The loss is +inf where a negative's similarity exceeds the
+    positive's by more than FLT_MAX * tau, finite (1e14 and below at tau=1e36)
+    where the differences divided by tau are: JAX and MLX (float32 only) gave
+    NaN for every row (inf - inf), NumPy the right values."""
+    rng = np.random.default_rng(1)
+    q = rng.normal(0, 1, (5, 3)) * np.array([[3e30], [1e30], [2e-5], [1e25], [1.0]])
+    k = rng.normal(0, 1, (5, 3)) * np.array([[1e10], [3e12], [1e20], [1e-30], [5e8]])
+    q, k = q.astype(np.float32), k.astype(np.float32)
+    q = np.concatenate([q, _huge_rows(rng, (1, 3))])
+    k = np.concatenate([k, _huge_rows(rng, (1, 3))])
+    out = anyloss.info_nce_loss(
+        xp.asarray(q),
+        xp.asarray(k),
+        temperature=tau,
+        normalize=False,
+        symmetric=symmetric,
+        reduction="none",
+    )
+    bound = 32.0 if xp.name == "mlx" else 4.0
+    _check_float32(xp.to_numpy(out), _ref_contrastive(q, k, tau, symmetric, False), bound)

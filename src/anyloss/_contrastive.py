@@ -18,7 +18,7 @@ import numpy as np
 from ._backend import Backend, convert, resolve
 from ._checks import Reduction, check_reduction, flag, float_arg, number, public, shape_of
 from ._classification import _shifted_logsumexp, _softplus, _take_along
-from ._embedding import _scale
+from ._embedding import _scale, _unscale
 from ._reduction import amax, reduce, two_sum
 
 __all__ = [
@@ -48,7 +48,7 @@ def _unit_rows(be: Backend, x: Any) -> Any:
     unit vector does not depend on it.
     """
     xp = be.xp
-    u = x / _scale(be, x, 1)
+    u = _unscale(be, x, _scale(be, x, 1))  # (not a subnormal reciprocal on XLA)
     sq = xp.sum(u * u, axis=1, keepdims=True)
     # a zero row has sq = 0: divide by 1 instead (no 0/0, no inf gradient of sqrt)
     return u / xp.sqrt(xp.where(sq > be.scalar(0.0, sq.dtype), sq, be.scalar(1.0, sq.dtype)))
@@ -143,7 +143,7 @@ def _exact_unit_rows(be: Backend, x: Any) -> tuple[Any, Any]:
     """``x / ||x||`` along the rows as ``hi + lo`` (a zero row stays zero)."""
     xp = be.xp
     zero, one = be.scalar(0.0, x.dtype), be.scalar(1.0, x.dtype)
-    u = x / _ufp(be, _scale(be, x, 1))  # exact: max |u| in [1, 2)
+    u = _unscale(be, x, _ufp(be, _scale(be, x, 1)))  # exact: max |u| in [1, 2)
     n0 = xp.sqrt(xp.sum(u * u, axis=1, keepdims=True))
     v = u / (_ufp(be, n0) * 2.0)  # exact: ||v|| in [1/2, 1)
     # ||v||^2 = n2h + n2l: the squares of v1 (grid 2**-11) sum exactly
@@ -163,30 +163,78 @@ def _exact_unit_rows(be: Backend, x: Any) -> tuple[Any, Any]:
     return hi, err - v * (y * t * 0.5)
 
 
+def _raw_bits(d: int) -> int:
+    """``k`` such that rows of ``d`` entries below 2 in magnitude have norm at
+    most ``2**k / 2`` (see :func:`_exact_raw_rows`)."""
+    return math.ceil(math.log2(2 * math.sqrt(d)))
+
+
 def _exact_raw_rows(be: Backend, x: Any) -> tuple[Any, Any]:
-    """``x`` scaled by a power of two per row to norm <= 1, and the scales."""
-    scale = _ufp(be, _scale(be, x, 1)) * float(
-        2 ** math.ceil(math.log2(2 * math.sqrt(x.shape[1])))
-    )
-    return x / scale, scale
+    """``x`` scaled by a power of two per row to norm <= 1, and the scales
+    divided by ``2**_raw_bits(D)`` (a scale itself would overflow for rows
+    near the largest float)."""
+    p = _ufp(be, _scale(be, x, 1))
+    return _unscale(be, x, p) * (1.0 / 2 ** _raw_bits(x.shape[1])), p
 
 
 def _exact_diagonal_cross_entropy(
-    be: Backend, sh: Any, sl: Any, tau: float, axis: int, index: Any
+    be: Backend,
+    sh: Any,
+    sl: Any,
+    tau: float,
+    axis: int,
+    index: Any,
+    rows: Any = None,
+    cols: Any = None,
+    bits: int = 0,
 ) -> Any:
-    """``_diagonal_cross_entropy`` of the similarities ``sh + sl``, the shift
-    and the division by ``tau`` carried in double-float."""
+    """``_diagonal_cross_entropy`` of the similarities
+    ``(sh + sl) rows cols 2**bits``, the shift and the division by ``tau``
+    carried in double-float.
+
+    ``rows`` (shape ``(N, 1)``) and ``cols`` (``(1, N)``) are powers of two
+    (1 if omitted) whose products may overflow: the entries of a row (for
+    ``axis=1``) are compared with only ``cols`` applied, and the factor common
+    to the row is applied to the shifted differences, multiplied by the
+    factors at least 1 (or at most 1) one after another, so a difference
+    overflows to ``-inf`` only where its true value lies beyond the largest
+    float (it then counts as ``exp(-inf) = 0``, or gives a loss of ``+inf``
+    at the diagonal). No overflow gives ``inf - inf``: no NaN.
+    """
     xp = be.xp
-    top = xp.argmax(sh, axis=axis)
-    mh = xp.expand_dims(_take_along(be, sh, top, axis), axis=axis)
-    ml = xp.expand_dims(_take_along(be, sl, top, axis), axis=axis)
-    dh, dl = two_sum(sh, -mh)
-    dl = dl + (sl - ml)  # 0 at the maximum
+    one = be.scalar(1.0, sh.dtype)
+    ones = xp.ones_like(sh[:1, :1])
+    rows = ones if rows is None else rows
+    cols = ones if cols is None else cols
+    vary, common = (cols, rows) if axis == 1 else (rows, cols)
+    # |sh| <= 1: |r| <= 2**125 and |r - max| <= 2**126, no overflow
+    vary = vary * 0.25
+    rh, rl = sh * vary, sl * vary
+    top = xp.argmax(rh, axis=axis)
+    mh = xp.expand_dims(_take_along(be, rh, top, axis), axis=axis)
+    ml = xp.expand_dims(_take_along(be, rl, top, axis), axis=axis)
+    dh, dl = two_sum(rh, -mh)
+    dl = dl + (rl - ml)  # 0 at the maximum
+    # 1 / tau = m 2**e with m in [1, 2) (no float32 1 / tau: subnormal for a
+    # temperature near the largest float): |d m| < 2**127
     c = 1.0 / tau
-    c_hi = float(np.float32(c))
-    c_lo = float(np.float32(c - c_hi))
-    zh, ze = _two_prod(be, dh, be.scalar(c_hi, sh.dtype))
-    zl = ze + dh * c_lo + dl * c_hi
+    e = math.frexp(c)[1] - 1
+    m = math.ldexp(c, -e)
+    m_hi = float(np.float32(m))
+    m_lo = float(np.float32(m - m_hi))
+    zh, ze = _two_prod(be, dh, be.scalar(m_hi, sh.dtype))
+    zl = ze + dh * m_lo + dl * m_hi
+    # times common 2**(bits + 2 + e), the power as two normal floats: factors
+    # on one side of 1 in sequence (an intermediate over- or underflows only
+    # if the result does), else their product (a float)
+    n = bits + 2 + e
+    f1, f2 = math.ldexp(1.0, n // 2), math.ldexp(1.0, n - n // 2)
+    same = common >= one if n >= 0 else common <= one
+    g = xp.where(same, one, (common * f1) * f2)
+    zh2 = xp.where(same, ((zh * common) * f1) * f2, zh * g)
+    zl = xp.where(same, ((zl * common) * f1) * f2, zl * g)
+    zh = zh2
+    zl = xp.where(xp.isfinite(zh), zl, be.scalar(0.0, sh.dtype))
     lse = _shifted_logsumexp(be, zh, axis, zl)
     return lse - (_take_along(be, zh, index, axis) + _take_along(be, zl, index, axis))
 
@@ -200,16 +248,19 @@ def _exact_info_nce(
         qh, ql = _exact_unit_rows(be, q)
         kh, kl = _exact_unit_rows(be, k)
         sh, sl = _exact_matmul(be, qh, ql, kh, kl)
+        scales: tuple[Any, Any, int] = (None, None, 0)
     else:
         qv, qs = _exact_raw_rows(be, q)
         kv, ks = _exact_raw_rows(be, k)
         zero = be.xp.zeros_like(qv)
         sh, sl = _exact_matmul(be, qv, zero, kv, zero)
-        both = qs * ks.T  # powers of two: exact
-        sh, sl = sh * both, sl * both
-    loss = _exact_diagonal_cross_entropy(be, sh, sl, tau, 1, index)
+        # the similarities are (sh + sl) qs ks.T 2**(2 bits): the powers of
+        # two are applied in the cross entropy, where they cannot overflow
+        # to inf - inf
+        scales = (qs, ks.T, 2 * _raw_bits(q.shape[1]))
+    loss = _exact_diagonal_cross_entropy(be, sh, sl, tau, 1, index, *scales)
     if symmetric:
-        loss = (loss + _exact_diagonal_cross_entropy(be, sh, sl, tau, 0, index)) * 0.5
+        loss = (loss + _exact_diagonal_cross_entropy(be, sh, sl, tau, 0, index, *scales)) * 0.5
     return loss
 
 
@@ -318,6 +369,8 @@ def info_nce_loss(
     if _float32_only(be, q) and shape_of(q)[0] > 0 and shape_of(q)[1] > 0:
         # the value in double-float, the gradient of the float32 formulas
         exact = _exact_info_nce(be, q0, k0, tau, normalize, symmetric, index)
+        # a float32 loss that overflowed would give inf - inf
+        loss = xp.where(xp.isfinite(loss), loss, be.scalar(0.0, loss.dtype))
         loss = exact + (loss - be.stop_gradient(loss))
     return reduce(be, loss, reduction)
 
