@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import time
 
 import numpy as np
 import pytest
+from cli_helpers import close, executable, fails, result, run
 
 import anyloss
 
@@ -26,41 +26,6 @@ pcsv = pytest.importorskip("pyarrow.csv")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 N = 600  # rows of the shared data set
-
-
-def _executable() -> list[str]:
-    here = pathlib.Path(sys.executable).with_name("anyloss")
-    found = str(here) if here.exists() else shutil.which("anyloss")
-    if found is None:
-        pytest.fail("the `anyloss` command is not installed: pip install -e '.[cli]'")
-    return [found]
-
-
-def run(*args: object, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*_executable(), *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw
-    )
-
-
-def result(*args: object) -> dict:
-    """``anyloss eval ... --json``: the JSON line, after checking the run succeeded."""
-    proc = run("eval", *args, "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def fails(*args: object) -> str:
-    """Run a command that must fail as a user error: exit 2, one line, no traceback."""
-    proc = run(*args)
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("anyloss: error: "), proc.stderr
-    return lines[0]
-
-
-def close(got: float, want: np.ndarray) -> None:
-    rtol = 1e-6 if want.dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, float(want), rtol=rtol)
 
 
 # -- the data every format carries -------------------------------------------------------
@@ -531,7 +496,7 @@ def test_an_interrupted_run_leaves_no_output(tmp_path):
         500,
     ]
     proc = subprocess.Popen(
-        [*_executable(), *map(str, args)],
+        [*executable(), *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -567,7 +532,7 @@ def test_progress_bar_only_on_a_terminal(files):
     master, slave = pty.openpty()
     try:
         proc = subprocess.run(
-            [*_executable(), *map(str, args)], stdout=subprocess.PIPE, stderr=slave, timeout=60
+            [*executable(), *map(str, args)], stdout=subprocess.PIPE, stderr=slave, timeout=60
         )
         os.close(slave)
         seen = b""
@@ -663,7 +628,7 @@ def test_a_dask_cluster_gives_the_local_result(files, data, with_nan, tmp_path):
 
 def _peak_rss_mib(args: list[object]) -> float:
     proc = subprocess.Popen(
-        [*_executable(), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [*executable(), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)

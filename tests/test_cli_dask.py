@@ -9,15 +9,12 @@ local run, and the numbers with NumPy on arrays the test builds itself.
 
 from __future__ import annotations
 
-import json
 import pathlib
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from cli_helpers import fails, result
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -32,35 +29,6 @@ from anyloss.cli._readers import open_source  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 MSE = ("--loss", "mse_loss", "--input", "p", "--target", "y")
-
-
-def _executable() -> list[str]:
-    here = pathlib.Path(sys.executable).with_name("anyloss")
-    found = str(here) if here.exists() else shutil.which("anyloss")
-    if found is None:
-        pytest.fail("the `anyloss` command is not installed: pip install -e '.[cli]'")
-    return [found]
-
-
-def run(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*_executable(), *map(str, args)], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def result(*args: object) -> dict:
-    proc = run("eval", *args, "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def fails(*args: object) -> str:
-    """A user error: exit 2, one line on stderr, no traceback."""
-    proc = run(*args)
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("anyloss: error: "), proc.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

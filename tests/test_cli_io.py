@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import json
 import os
-import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +17,7 @@ import time
 
 import numpy as np
 import pytest
+from cli_helpers import executable, fails, result, run
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -29,36 +27,6 @@ from anyloss.cli._columns import select  # noqa: E402
 from anyloss.cli._errors import InputError  # noqa: E402
 from anyloss.cli._output import AtomicOutput  # noqa: E402
 from anyloss.cli._readers import open_source  # noqa: E402
-
-
-def _executable() -> list[str]:
-    here = pathlib.Path(sys.executable).with_name("anyloss")
-    found = str(here) if here.exists() else shutil.which("anyloss")
-    if found is None:
-        pytest.fail("the `anyloss` command is not installed: pip install -e '.[cli]'")
-    return [found]
-
-
-def run(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*_executable(), *map(str, args)], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def result(*args: object) -> dict:
-    proc = run("eval", *args, "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def fails(*args: object) -> str:
-    """A user error: exit 2, one line on stderr, no traceback."""
-    proc = run(*args)
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("anyloss: error: "), proc.stderr
-    return lines[0]
-
 
 MSE = ("--loss", "mse_loss", "--input", "p", "--target", "y")
 
@@ -385,13 +353,19 @@ def test_a_hang_up_leaves_no_temporary_file(tmp_path):
     np.save(tmp_path / "in.npy", rec)
     out = tmp_path / "l.parquet"
     args = ["eval", tmp_path / "in.npy", *MSE, "--reduction", "none", "--out", out]
+    command = [*executable(), *map(str, args), "--chunk-size", "500"]
+    # SIGHUP handled by default, as from a terminal, even if this test runs
+    # under nohup: set in a small launcher that execs the command (a
+    # preexec_fn would fork this process, which JAX warns about once loaded)
+    launcher = (
+        "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
     proc = subprocess.Popen(
-        [*_executable(), *map(str, args), "--chunk-size", "500"],
+        [sys.executable, "-c", launcher, *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # as from a terminal, even if this test runs under nohup
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 30
     while not any(f.name.endswith(".tmp") for f in tmp_path.iterdir()):

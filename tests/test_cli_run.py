@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,45 +18,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from cli_helpers import close, fails, result, run
 
 import anyloss
 
 pytest.importorskip("pyarrow")
-
-
-def _executable() -> list[str]:
-    here = os.path.join(os.path.dirname(sys.executable), "anyloss")
-    found = here if os.path.exists(here) else shutil.which("anyloss")
-    if found is None:
-        pytest.fail("the `anyloss` command is not installed: pip install -e '.[cli]'")
-    return [found]
-
-
-def run(*args: object, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*_executable(), *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw
-    )
-
-
-def result(*args: object) -> dict:
-    proc = run("eval", *args, "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def fails(*args: object, timeout: float = 60, **kw: object) -> str:
-    """A user error: exit 2, one line on stderr, no traceback."""
-    proc = run(*args, timeout=timeout, **kw)
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("anyloss: error: "), proc.stderr
-    return lines[0]
-
-
-def close(got: float, want: object) -> None:
-    want = np.asarray(want)
-    rtol = 1e-6 if want.dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, float(want), rtol=rtol)
 
 
 N = 300
