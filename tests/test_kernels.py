@@ -29,6 +29,7 @@ import pytest
 
 import anyloss
 from anyloss import kernels
+from anyloss.kernels import _config, _cpu, _registry
 
 numba = pytest.importorskip("numba")
 
@@ -515,7 +516,7 @@ def test_bad_thread_count_names_the_variable(monkeypatch: pytest.MonkeyPatch, va
 def test_size_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     small = np.ones(10, np.float32)
     assert kernels.run("mse_loss", "mean", predictions=small, targets=small) is None
-    monkeypatch.setattr(kernels, "MIN_SIZE", 5)
+    monkeypatch.setattr(_cpu, "MIN_SIZE", 5)
     assert kernels.run("mse_loss", "mean", predictions=small, targets=small) == 0.0
 
 
@@ -550,7 +551,7 @@ def test_other_libraries_fall_back() -> None:
 
 
 def test_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernels, "_MODE", "off")
+    monkeypatch.setattr(_config, "_MODE", "off")
     x = _x()
     assert kernels.run("mse_loss", "mean", predictions=x, targets=x, _force=True) is None
     assert not kernels.available()
@@ -558,7 +559,7 @@ def test_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_loss_has_a_kernel() -> None:
     names = {n for n in anyloss.losses.__all__ if n.endswith("_loss") or n.endswith("entropy")}
-    assert names == set(kernels._DISPATCH)
+    assert names == set(_cpu.PLANNERS)
 
 
 def _public_calls(rng: np.random.Generator) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
@@ -595,22 +596,28 @@ def _public_calls(rng: np.random.Generator) -> list[tuple[str, tuple[Any, ...], 
     ]
 
 
+def _spy_numba(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The losses for which the registry chooses a numba entry, in order."""
+    used: list[str] = []
+    original = _registry.lookup
+
+    def spy(be: Any, loss: str, reduction: str, args: Any) -> Any:
+        entry = original(be, loss, reduction, args)
+        if entry is not None and entry.name == "numba":
+            used.append(loss)
+        return entry
+
+    monkeypatch.setattr(_registry, "lookup", spy)
+    return used
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_public_losses_use_the_kernels(
     rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, reduction: str
 ) -> None:
     """Above MIN_SIZE the public functions return the kernel's result (so the
     agreement tests above cover what users get), in the caller's dtype."""
-    used: list[str] = []
-    original = kernels.run
-
-    def spy(loss: str, red: str, /, **kw: Any) -> Any:
-        out = original(loss, red, **kw)
-        if out is not None:
-            used.append(loss)
-        return out
-
-    monkeypatch.setattr(kernels, "run", spy)
+    used = _spy_numba(monkeypatch)
     calls = _public_calls(rng)
     for loss, args, kw in calls:
         got = getattr(anyloss, loss)(*args, **kw, reduction=reduction)
@@ -626,9 +633,7 @@ def test_float16_inputs_get_the_kernel_and_their_dtype(
     rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     x = rng.standard_normal(1 << 16).astype(np.float16)
-    used: list[str] = []
-    original = kernels.run
-    monkeypatch.setattr(kernels, "run", lambda *a, **k: used.append(a[0]) or original(*a, **k))
+    used = _spy_numba(monkeypatch)
     out = anyloss.mse_loss(x, np.zeros_like(x))
     assert out.dtype == np.float16
     assert used == ["mse_loss"]

@@ -362,28 +362,23 @@ def cross_entropy(
     cw = None
     if class_weights is not None:
         cw = _class_weights(be, func, class_weights, num_classes, ax, x.ndim)
-    elif ignore_index is None:  # MLX's cross entropy: the fused kernel where one applies
-        out = fast(
-            be,
-            func,
-            reduction,
-            logits=x,
-            targets=p if as_probs else idx,
-            weights=weights,
-            axis=ax,
-            label_smoothing=smoothing,
-        )
-        if out is not None:
-            return out
     ignored = None
     if ignore_index is not None:
         ignored = idx == ignore_index
         idx = xp.where(ignored, xp.zeros_like(idx), idx)
 
     loss = None
-    if be.name == "numpy" and not as_probs and (cw is None or smoothing == 0):
-        # the kernel's per-row losses, then the (cheap, per-row) options
-        loss = kernels.run(func, "none", logits=x, targets=idx, axis=ax, label_smoothing=smoothing)
+    if cw is None or (smoothing == 0 and not as_probs):
+        # a fast path's per-row losses, then the (cheap, per-row) options
+        loss = kernels.values(
+            be,
+            func,
+            "none",
+            logits=x,
+            targets=p if as_probs else idx,
+            axis=ax,
+            label_smoothing=smoothing,
+        )
     if loss is None:
         loss = _cross_entropy_rows(be, x, p if as_probs else idx, ax, smoothing, cw)
     elif cw is not None:

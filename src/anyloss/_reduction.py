@@ -12,11 +12,23 @@ ulp at any length.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from ._backend import Backend, reduced_shape
 
-__all__ = ["amax", "reduce", "two_sum"]
+__all__ = ["Total", "amax", "reduce", "two_sum"]
+
+
+@dataclass(frozen=True)
+class Total:
+    """A loss a kernel has already summed: ``total`` (a 0-d array of the
+    call's library, differentiable where it is) over ``count`` elements.
+    :func:`reduce` takes it in place of the per-element values for
+    ``'mean'`` and ``'sum'``."""
+
+    total: Any
+    count: int
 
 
 def amax(be: Backend, x: Any, axis: Any = None, keepdims: bool = False, empty: float = 0.0) -> Any:
@@ -91,10 +103,19 @@ def _total(be: Backend, loss: Any) -> Any:
 def reduce(be: Backend, loss: Any, reduction: str, denominator: Any = None) -> Any:
     """Apply ``reduction`` to ``loss`` and cast the result to the caller's dtype.
 
+    ``loss`` is the per-element (or per-row) loss, or a :class:`Total`.
+
     ``'mean'`` divides the sum by the number of elements, or, where
     ``denominator`` is given (an array, e.g. the class weight applied to each
     example, 0 for ignored ones), by the sum of ``denominator``.
     """
+    if isinstance(loss, Total):
+        if reduction == "none":
+            raise ValueError("reduce(): a Total has no per-element values for reduction='none'")
+        total, n = loss.total, loss.count
+        if reduction == "mean":
+            total = total / n if n else total * be.scalar(float("nan"), total.dtype)
+        return be.finish(total)
     if reduction == "none":
         return be.finish(loss)
     xp = be.xp

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 from ._backend import resolve
@@ -49,16 +48,6 @@ def _pair(
     return be, p, t
 
 
-def _torch_native(be: Any, name: str, p: Any, t: Any, reduction: str, **kw: float) -> Any:
-    """``torch.nn.functional.<name>`` where it computes exactly our formula in
-    one fused kernel (forward and backward), else None. Inputs of one shape only
-    (torch warns when it broadcasts)."""
-    if be.name != "torch" or p.shape != t.shape:
-        return None
-    functional = sys.modules["torch"].nn.functional
-    return be.finish(getattr(functional, name)(p, t, reduction=reduction, **kw))
-
-
 @public
 def l1_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> Any:
     r"""Compute the L1 (mean absolute error) loss.
@@ -86,8 +75,6 @@ def l1_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> An
     be, p, t = _pair(func, predictions, targets, ("predictions", "targets"))
     same_shape(func, ("predictions", p), ("targets", t))
     out = fast(be, func, reduction, predictions=p, targets=t)
-    if out is None:
-        out = _torch_native(be, "l1_loss", p, t, reduction)
     if out is not None:
         return out
     return reduce(be, be.xp.abs(p - t), reduction)
@@ -126,9 +113,6 @@ def mse_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> A
         # float32 squares may overflow one by one where their mean does not
         # (torch's fused mse_loss squares in float32 too)
         return _mse_total(be, p, t, reduction)
-    out = _torch_native(be, "mse_loss", p, t, reduction)
-    if out is not None:
-        return out
     d = p - t
     return reduce(be, d * d, reduction)
 
@@ -198,10 +182,6 @@ def smooth_l1_loss(
     be, p, t = _pair(func, predictions, targets, ("predictions", "targets"))
     same_shape(func, ("predictions", p), ("targets", t))
     out = fast(be, func, reduction, predictions=p, targets=t, beta=beta)
-    if out is None and beta * beta < float(be.xp.finfo(p.dtype).max):
-        # torch forms 0.5 * d * d / beta, which overflows for d < beta when
-        # beta^2 does
-        out = _torch_native(be, "smooth_l1_loss", p, t, reduction, beta=beta)
     if out is not None:
         return out
     xp = be.xp
@@ -260,8 +240,6 @@ def huber_loss(
     be, x, t = _pair(func, inputs, targets, ("inputs", "targets"))
     broadcast_shape(func, ("inputs", x), ("targets", t))
     out = fast(be, func, reduction, inputs=x, targets=t, delta=delta)
-    if out is None and 0 < delta < float("inf"):
-        out = _torch_native(be, "huber_loss", x, t, reduction, delta=delta)
     if out is not None:
         return out
     xp = be.xp

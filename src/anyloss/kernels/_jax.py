@@ -1,0 +1,187 @@
+"""JAX's entries: the numba kernels on CPU arrays, with their gradients.
+
+The kernel runs in a ``jax.pure_callback`` (so ``jax.jit`` compiles around
+it) inside a ``jax.custom_jvp``: the primal call runs the forward kernel
+alone; under differentiation the gradient kernel runs instead, for the
+operands that have a tangent, and the output's tangent is the (linear)
+product of its gradients with the tangents, which JAX transposes for
+reverse mode: ``jax.grad``, ``jax.jvp`` and ``jax.vmap`` work, and a second
+derivative raises (a callback has no derivative). The callback declares
+``vmap_method="broadcast_all"`` and takes the batch itself: rows and
+elements of the batch are more rows and elements of one kernel call; sums
+(``'mean'``/``'sum'``) are taken per batch item.
+
+Without x64, the per-row losses and the sums come back in float32 (rounded
+once from the kernel's float64).
+
+Imported by the registry the first time a call on JAX arrays asks.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._reduction import Total
+from . import _cpu, _registry
+from ._cpu import Call, Info
+
+SymbolicZero = jax.custom_derivatives.SymbolicZero
+
+__all__: list[str] = []
+
+
+def _describe(x: Any) -> Info | None:
+    if not isinstance(x, jax.Array):
+        return None
+    dtype = np.dtype(x.dtype)
+    return Info(tuple(x.shape), dtype if dtype.kind in "biuf" else None, True)
+
+
+def _x64() -> bool:
+    return bool(jnp.result_type(float) == jnp.float64)
+
+
+def _value_dtype(call: Call, dtype: np.dtype, x64: bool) -> np.dtype:
+    """The dtype the loss values come back in."""
+    if call.rows or call.total:
+        return np.dtype(np.float64 if x64 else np.float32)
+    return dtype
+
+
+def _run(
+    call: Call, x64: bool, grads: tuple[bool, ...], *arrays: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The callback: the kernel on (possibly batched) NumPy arrays."""
+    arrays = tuple(np.asarray(a) for a in arrays)
+    batch = arrays[0].shape[: arrays[0].ndim - (2 if call.rows else 1)]
+    if batch and call.total:  # one sum per batch item
+        items = [_run(call, x64, grads, *(a[i] for a in arrays)) for i in np.ndindex(*batch)]
+        return tuple(
+            np.stack([item[k] for item in items]).reshape(batch + items[0][k].shape)
+            for k in range(len(items[0]))
+        )
+    flat = [a.reshape((-1, *a.shape[len(batch) + 1 :])) for a in arrays]
+    values, outs = _cpu.run_call(call, flat, grads)
+    shape = arrays[0].shape
+    values = np.asarray(values, dtype=_value_dtype(call, arrays[0].dtype, x64))
+    values = values.reshape(shape[:-1] if call.rows else (() if call.total else shape))
+    if not any(grads):
+        outs = [np.empty(0, dtype=arrays[s].dtype) for s in call.slots]
+    grads_out = (
+        g.reshape(arrays[s].shape) if on else np.empty((*batch, 0), dtype=arrays[s].dtype)
+        for s, g, on in zip(call.slots, outs, grads, strict=True)
+    )
+    return (values, *grads_out)
+
+
+def _callback(
+    call: Call, x64: bool, grads: tuple[bool, ...], arrays: Sequence[Any]
+) -> tuple[Any, ...]:
+    x = arrays[0]
+    shape = x.shape[:-1] if call.rows else (() if call.total else x.shape)
+    struct: Any = jax.ShapeDtypeStruct  # (untyped)
+    out = [struct(shape, _value_dtype(call, np.dtype(x.dtype), x64))]
+    for slot, on in zip(call.slots, grads, strict=True):
+        a = arrays[slot]
+        out.append(struct(a.shape if on else (0,), a.dtype))
+    result = jax.pure_callback(
+        functools.partial(_run, call, x64, grads),
+        tuple(out),
+        *arrays,
+        vmap_method="broadcast_all",
+    )
+    return tuple(result)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _op(spec: tuple[Call, bool], *arrays: Any) -> Any:
+    call, x64 = spec
+    return _callback(call, x64, (False,) * len(call.slots), arrays)[0]
+
+
+def _op_jvp(
+    spec: tuple[Call, bool], primals: tuple[Any, ...], tangents: tuple[Any, ...]
+) -> tuple[Any, Any]:
+    """The forward kernel with the gradients of the operands that have a
+    tangent; the output's tangent is their product with the tangents (linear:
+    JAX transposes it for reverse mode)."""
+    call, x64 = spec
+    moving = tuple(not isinstance(tangents[s], SymbolicZero) for s in call.slots)
+    for i, t in enumerate(tangents):
+        if i not in call.slots and not isinstance(t, SymbolicZero):
+            raise TypeError(
+                "anyloss: the fused kernel has no derivative with respect to this "
+                "argument; compute the loss with `anyloss.kernels.generic()`"
+            )
+    values, *grads = _callback(call, x64, moving, primals)
+    out = None
+    for slot, on, g in zip(call.slots, moving, grads, strict=True):
+        if not on:
+            continue
+        term = g * tangents[slot]
+        if call.rows:
+            term = jnp.sum(term, axis=-1)
+        elif call.total:
+            term = jnp.sum(term)
+        term = term.astype(values.dtype)
+        out = term if out is None else out + term
+    if out is None:
+        out = jnp.zeros_like(values)
+    return values, out
+
+
+_op.defjvp(_op_jvp, symbolic_zeros=True)
+
+
+def _forward(loss: str) -> Any:
+    def forward(be: Any, reduction: str, args: Mapping[str, Any]) -> Any:
+        plan = _cpu.plan(loss, reduction, args, _describe)
+        assert plan is not None
+        arrays = []
+        for o in plan.operands:
+            if o.name is None:
+                arrays.append(jnp.zeros((0,), dtype=o.dtype))
+            else:
+                a = jnp.asarray(args[o.name])
+                if o.dtype.kind == "f":  # (indices: int64 in the callback, x64 or not)
+                    a = a.astype(o.dtype)
+                arrays.append(jnp.reshape(a, o.shape))
+        values = _op((Call.of(plan), _x64()), *arrays)
+        if plan.total:
+            n = 1
+            for d in plan.shape:
+                n *= d
+            return Total(values, n)
+        return jnp.reshape(values, plan.shape)
+
+    return forward
+
+
+def _applies(loss: str) -> Any:
+    def applies(be: Any, reduction: str, args: Mapping[str, Any]) -> bool:
+        # no gradient kernel: under jax.grad the call would fail, so none at all
+        plan = _cpu.plan(loss, reduction, args, _describe)
+        return plan is not None and _cpu.has_gradient(plan.kernel)
+
+    return applies
+
+
+for _loss in _cpu.PLANNERS:
+    _registry.register(
+        _registry.Entry(
+            _loss,
+            "jax",
+            "cpu",
+            "numba",
+            _applies(_loss),
+            _forward(_loss),
+            gradient=True,
+            priority=10,
+        )
+    )
