@@ -74,7 +74,7 @@ def one_pass(arrays: list[np.ndarray]) -> Callable[[], Any] | None:
         for f in flats:
             blocks = -(-f.size // 4096)
             out = np.zeros(blocks)
-            kernels._parallel(_sum, (f, out), blocks, 4096 * 0.1)
+            kernels._cpu.parallel(_sum, (f, out), blocks, 4096 * 0.1)
             total += float(out.sum())
         return total
 
@@ -266,7 +266,27 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         "ours_over_best_peer": ratios,
         "geomean": geo,
         "worst": max(ratios.values(), default=None),
+        "forward_backward_geomean": {
+            lib: {"geomean": g, "worst": w} for lib, (g, w) in backward_geomeans(results).items()
+        },
     }
+
+
+def backward_geomeans(results: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Per autograd library: the geometric mean and the worst of anyloss[lib] /
+    lib's own loss, forward+backward, over the cases that have both."""
+    out = {}
+    for lib in AUTOGRAD:
+        ratios = []
+        for r in results:
+            fb = r.get("forward_backward", {})
+            a, b = fb.get(lib), fb.get(f"anyloss[{lib}]")
+            if a and b:
+                ratios.append(b["median"] / a["median"])
+        if ratios:
+            geo = math.exp(sum(math.log(v) for v in ratios) / len(ratios))
+            out[lib] = (geo, max(ratios))
+    return out
 
 
 def ms(v: float | None) -> str:
@@ -331,6 +351,13 @@ def print_tables(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
                 cells += [ms(a["median"]) if a else "-", ms(b["median"]) if b else "-"]
                 cells.append(f"{b['median'] / a['median']:.2f}" if a and b else "-")
             lines.append(f"| {r['loss']} | " + " | ".join(cells) + " |")
+        geo = backward_geomeans(bwd)
+        if geo:
+            lines += [
+                "",
+                "Geometric mean of anyloss[lib] / lib's own loss (worst): "
+                + ", ".join(f"{lib} {g:.2f} ({w:.2f})" for lib, (g, w) in geo.items()),
+            ]
     mem = [r for r in results if "memory" in r]
     for r in mem:
         m = r["memory"]
