@@ -22,7 +22,7 @@ import pytest
 
 import anyloss
 from anyloss import kernels
-from anyloss.kernels import _cpu, _registry
+from anyloss.kernels import _config, _cpu, _registry
 
 pytest.importorskip("numba")
 torch = pytest.importorskip("torch")
@@ -68,6 +68,7 @@ def _cases() -> list[tuple[str, str, Callable[[np.random.Generator], Any], dict[
         ),
         ("ce_probs", "cross_entropy", lambda r: ((logits(r), probs(r)), (0,)), {}),
         ("kl_div", "kl_div_loss", lambda r: ((logprobs(r), logprobs(r)), (0,)), {}),
+        ("nll", "nll_loss", lambda r: ((logprobs(r), idx(r)), (0,)), {}),
         ("bce_logits", "binary_cross_entropy", lambda r: ((vec(r), unit(r)), (0, 1)), {}),
         (
             "bce_probs",
@@ -109,7 +110,9 @@ CASES = {case[0]: case for case in _cases()}
 
 @pytest.fixture(autouse=True)
 def small_inputs_take_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small arrays take the kernels; so does JAX (its entries need force)."""
     monkeypatch.setattr(_cpu, "MIN_SIZE", 16)
+    monkeypatch.setattr(_config, "_MODE", "force")
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -230,7 +233,16 @@ def test_every_loss_has_entries() -> None:
 
 def test_every_gradient_kernel_exists() -> None:
     k = kernels.load()
-    names = {"ce_index", "ce_probs", "kl_div", "cosine", "cosine_dd", "triplet", "triplet_dd"}
+    names = {
+        "ce_index",
+        "ce_probs",
+        "nll",
+        "kl_div",
+        "cosine",
+        "cosine_dd",
+        "triplet",
+        "triplet_dd",
+    }
     names |= {"bce_logits", "bce_probs", "l1", "mse", "smooth_l1", "huber", "log_cosh"}
     names |= {"hinge", "margin_ranking", "gaussian_nll"}
     missing = sorted(n for n in names if not hasattr(k, _cpu.grad_kernel(n)))
@@ -254,18 +266,13 @@ def test_torch_functional_where_numba_does_not_apply(monkeypatch: pytest.MonkeyP
     assert float(got) == pytest.approx(float(x.abs().mean()), rel=1e-6)
 
 
-def test_no_gradient_kernel_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    """nll_loss has a forward kernel only: with a gradient wanted, the
-    generic code runs (and its gradient is right)."""
+def test_nll_gradient_is_minus_one_hot(monkeypatch: pytest.MonkeyPatch) -> None:
     used = _spy(monkeypatch)
-    x = torch.randn(64, 100)
+    x = torch.randn(64, 100, requires_grad=True)
     t = torch.randint(0, 100, (64,))
-    anyloss.nll_loss(x, t)
-    assert used == ["numba"]
-    x.requires_grad_(True)
     out = anyloss.nll_loss(x, t, reduction="sum")
     (g,) = torch.autograd.grad(out, x)
-    assert used == ["numba", "generic"]
+    assert used == ["numba"]
     expected = torch.zeros(64, 100)
     expected[torch.arange(64), t] = -1.0
     assert torch.equal(g, expected)
@@ -389,6 +396,19 @@ def test_mlx_compile_takes_the_generic_code(monkeypatch: pytest.MonkeyPatch) -> 
     eager = anyloss.cross_entropy(x, t, reduction="mean")
     assert used == ["generic", "numba"]
     assert abs(got.item() - eager.item()) <= 4e-7 * abs(eager.item())
+
+
+def test_jax_entries_need_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    used = _spy(monkeypatch)
+    x = jnp.ones((64, 100))
+    t = jnp.zeros(64, dtype=jnp.int32)
+    anyloss.cross_entropy(x, t)
+    monkeypatch.setattr(_config, "_MODE", "on")
+    anyloss.cross_entropy(x, t)
+    assert used == ["numba", "generic"]
 
 
 def test_threads_agree_with_one_thread() -> None:

@@ -203,7 +203,6 @@ def _rows(
     first: tuple[str, Info],
     others: Sequence[tuple[str, Info, np.dtype | None, bool]],
     params: tuple[float, ...],
-    grad_first: bool = True,
 ) -> Plan | None:
     """A row kernel: ``first`` is (rows..., classes); each other operand is
     (name, info, dtype or None for the first's, has a gradient slot)."""
@@ -214,7 +213,7 @@ def _rows(
         return None
     dtype = info.dtype
     assert dtype is not None
-    ops = [Operand(name, (rows, classes), dtype, grad_first)]
+    ops = [Operand(name, (rows, classes), dtype, True)]
     for other, oinfo, odtype, grad in others:
         shape = (rows, classes) if oinfo.shape == info.shape else (rows,)
         ops.append(Operand(other, shape, dtype if odtype is None else odtype, grad))
@@ -277,7 +276,7 @@ def _plan_nll_loss(reduction: str, args: Mapping[str, Any], d: Describe) -> Plan
     if not (_last_axis(args.get("axis", -1), len(x.shape)) and _indices(t, x.shape[:-1])):
         return None
     assert t is not None
-    return _rows("nll", ("inputs", x), [("targets", t, _INT64, False)], (), grad_first=False)
+    return _rows("nll", ("inputs", x), [("targets", t, _INT64, False)], ())
 
 
 def _plan_kl_div_loss(reduction: str, args: Mapping[str, Any], d: Describe) -> Plan | None:
@@ -456,6 +455,8 @@ def execute(
             outs.append(np.empty(a.shape if on else (0,) * a.ndim, dtype=a.dtype))
     kernel = getattr(k, grad_kernel(p.kernel) if want else p.kernel)
     cost = p.cost * (_GRAD_COST if want else 1.0)
+    if want and p.kernel == "nll":  # reads one entry per row, writes every one
+        cost = _NS_DEFAULT * arrays[0].shape[1]
     if p.rows:
         rows = arrays[0].shape[0]
         out = np.empty(rows, dtype=np.float64)

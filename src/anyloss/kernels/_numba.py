@@ -745,6 +745,22 @@ def nll(x, idx, out, r0, r1):
         out[r] = -np.float64(x[r, i]) if 0 <= i < n else np.nan
 
 
+@_kernel
+def nll_grad(x, idx, out, grad, r0, r1):
+    """``nll`` and its gradient w.r.t. x: -1 at the target, 0 elsewhere (a
+    row whose index is out of range, NaN loss: zeros)."""
+    n = x.shape[1]
+    zero = _zero(grad)
+    for r in range(r0, r1):
+        i = idx[r]
+        out[r] = -np.float64(x[r, i]) if 0 <= i < n else np.nan
+        g = grad[r]
+        for c in range(n):
+            g[c] = zero
+        if 0 <= i < n:
+            g[i] = -1.0
+
+
 # --------------------------------------------------------------------------
 # ---- gradients: softmax family (cross entropy, kl_div)
 #
