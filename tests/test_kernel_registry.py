@@ -358,6 +358,9 @@ def test_torch_opcheck() -> None:
     a = torch.randn(N, requires_grad=True)
     b = torch.randn(N, requires_grad=True)
     torch.library.opcheck(op, ("log_cosh", False, True, [a, b], [], [0, 1], [True, False]))
+    u = torch.randn(64, 100, requires_grad=True)
+    v = torch.randn(64, 100, requires_grad=True)
+    torch.library.opcheck(op, ("cosine", True, False, [u, v], [1e-8], [0, 1], [True, False]))
 
 
 def test_jax_vmap_and_jvp() -> None:

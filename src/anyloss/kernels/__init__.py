@@ -97,6 +97,7 @@ process loads it in milliseconds.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -176,12 +177,5 @@ def run(loss: str, reduction: str, /, **args: Any) -> Any:
             return out.astype(p.dtype)
         out = np.asarray(out.sum())
     if reduction == "mean":
-        out = out / _size(p.shape)
+        out = out / math.prod(p.shape)
     return np.asarray(out, dtype=p.dtype)
-
-
-def _size(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

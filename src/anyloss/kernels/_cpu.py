@@ -11,6 +11,7 @@ both.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -124,10 +125,7 @@ class Info:
 
     @property
     def size(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -521,13 +519,11 @@ def numpy_operands(p: Plan, args: Mapping[str, Any]) -> list[np.ndarray]:
     return out
 
 
-def _values(p: Plan, values: Any) -> Any:
-    """The loss values in the shape of the loss (or the Total)."""
+def loss_values(p: Plan, values: Any) -> Any:
+    """What an entry returns from the kernel's ``values`` (an array of any
+    library): the Total, or the values in the shape of the loss."""
     if p.total:
-        n = 1
-        for s in p.shape:
-            n *= s
-        return Total(values, n)
+        return Total(values, math.prod(p.shape))
     return values.reshape(p.shape)
 
 
@@ -546,7 +542,7 @@ def _numpy_forward(loss: str) -> Callable[[Any, str, Mapping[str, Any]], Any]:
         p = plan(loss, reduction, args, describe_numpy)
         assert p is not None
         values, _ = execute(p, numpy_operands(p, args))
-        return _values(p, values)
+        return loss_values(p, values)
 
     return forward
 

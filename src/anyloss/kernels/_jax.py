@@ -36,7 +36,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._reduction import Total
 from . import _cpu, _registry
 from ._config import mode
 from ._cpu import Call, Info
@@ -162,13 +161,7 @@ def _forward(loss: str) -> Any:
                 if o.dtype.kind == "f":  # (indices: int64 in the callback, x64 or not)
                     a = a.astype(o.dtype)
                 arrays.append(jnp.reshape(a, o.shape))
-        values = _op((Call.of(plan), _x64()), *arrays)
-        if plan.total:
-            n = 1
-            for d in plan.shape:
-                n *= d
-            return Total(values, n)
-        return jnp.reshape(values, plan.shape)
+        return _cpu.loss_values(plan, _op((Call.of(plan), _x64()), *arrays))
 
     return forward
 

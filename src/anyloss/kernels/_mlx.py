@@ -23,7 +23,6 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from .._reduction import Total
 from . import _cpu, _registry
 from ._cpu import Call, Info
 
@@ -102,13 +101,7 @@ def _forward(loss: str) -> Any:
                 if o.dtype.kind == "f":
                     a = a.astype(_MX_DTYPES[o.dtype])
                 arrays.append(mx.reshape(a, o.shape))
-        values = _function(Call.of(plan))(*arrays)
-        if plan.total:
-            n = 1
-            for d in plan.shape:
-                n *= d
-            return Total(values, n)
-        return mx.reshape(values, plan.shape)
+        return _cpu.loss_values(plan, _function(Call.of(plan))(*arrays))
 
     return forward
 

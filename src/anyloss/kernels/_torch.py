@@ -65,14 +65,22 @@ def numba_kernel(
     tensors: (the loss values, the gradient of each operand in ``slots``
     where ``grads`` asks for it, else an empty tensor)."""
     operands = [a.detach().numpy() for a in arrays]
-    dtype = operands[0].dtype
     call = _cpu.Call(kernel, rows, total, tuple(params), tuple(slots))
     values, outs = _cpu.run_call(call, operands, grads)
     result = [torch.from_numpy(np.asarray(values))]
-    result += [torch.from_numpy(g) for g in outs]
-    while len(result) < 1 + _MAX_GRADS:
-        result.append(torch.empty(0, dtype=_TORCH_DTYPES[dtype]))
-    return tuple(result)  # type: ignore[return-value]
+    # (a gradient not asked for: empty and 1-D, as the fake implementation says)
+    result += [torch.from_numpy(g if g.size else g.reshape(0)) for g in outs]
+    return _padded(result, arrays[0])
+
+
+def _padded(
+    result: list[torch.Tensor], like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The op's fixed four outputs: ``result``, then empty gradients of
+    ``like``'s dtype (each its own tensor: outputs may not alias)."""
+    pad = [like.new_empty((0,)) for _ in range(1 + _MAX_GRADS - len(result))]
+    a, b, c, d = (*result, *pad)
+    return a, b, c, d
 
 
 @numba_kernel.register_fake
@@ -96,9 +104,7 @@ def _(
     for slot, on in zip(slots, grads, strict=True):
         a = arrays[slot]
         result.append(a.new_empty(a.shape if on else (0,)))
-    while len(result) < 1 + _MAX_GRADS:
-        result.append(x.new_empty((0,)))
-    return tuple(result)  # type: ignore[return-value]
+    return _padded(result, x)
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
@@ -164,18 +170,9 @@ def _numba_forward(loss: str) -> Any:
         values = numba_kernel(
             plan.kernel, plan.rows, plan.total, arrays, list(plan.params), slots, grads
         )[0]
-        if plan.total:
-            return Total(values, _size(plan.shape))
-        return values.reshape(plan.shape)
+        return _cpu.loss_values(plan, values)
 
     return forward
-
-
-def _size(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 # Where torch's own backward beats the kernel's saved gradient: nll_loss's
