@@ -401,7 +401,7 @@ def _plan_gaussian_nll_loss(reduction: str, args: Mapping[str, Any], d: Describe
     return _elementwise("gaussian_nll", reduction, operands, (float(args.get("eps", 1e-6)), const))
 
 
-PLANNERS: dict[str, Callable[[str, Mapping[str, Any], Describe], Plan | None]] = {
+PLANNERS: dict[str, Planner] = {
     "cross_entropy": _plan_cross_entropy,
     "nll_loss": _plan_nll_loss,
     "binary_cross_entropy": _plan_binary_cross_entropy,

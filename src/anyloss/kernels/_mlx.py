@@ -125,7 +125,6 @@ for _loss in _cpu.PLANNERS:
             "numba",
             _applies(_loss),
             _forward(_loss),
-            gradient=True,
             priority=10,
         )
     )

@@ -46,8 +46,6 @@ class Entry:
             computes this call. Reads shapes, dtypes and parameters only.
         forward: ``forward(be, reduction, args)``: the loss values (see the
             module docstring), differentiable where the library is.
-        gradient: Whether ``forward`` gives gradients (through the library's
-            autodiff) from its own kernel.
         priority: Higher first.
     """
 
@@ -57,7 +55,6 @@ class Entry:
     name: str
     applies: Callable[[Any, str, Mapping[str, Any]], bool]
     forward: Callable[[Any, str, Mapping[str, Any]], Any]
-    gradient: bool = False
     priority: int = 0
 
 

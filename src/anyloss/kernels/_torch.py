@@ -218,7 +218,6 @@ for _loss in _cpu.PLANNERS:
             "numba",
             _grad_applies(_loss),
             _numba_forward(_loss),
-            gradient=True,
             priority=10,
         )
     )
