@@ -1,4 +1,4 @@
-"""The kernel tests again, with the kernels compiled for a plain AVX2 CPU.
+"""The kernel tests (forward and gradient kernels) again, compiled for a plain AVX2 CPU.
 
 numba compiles for the CPU it runs on, and float32 sums vectorize with as
 many lanes as that CPU has: 16 with AVX-512, 8 with AVX2. Accuracy bounds
@@ -73,5 +73,19 @@ def test_the_avx2_target_compiles_without_avx512() -> None:
 @on_x86_64
 def test_kernel_suite_on_an_avx2_target() -> None:
     done = _run(["-m", "pytest", "-p", "no:cacheprovider", "-q", "-x", "tests/test_kernels.py"])
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout
+
+
+@on_x86_64
+def test_gradient_kernels_on_an_avx2_target() -> None:
+    """The gradient kernels' bounds (4 ulp of float64 autograd, losses bit for
+    bit the forward kernels') hold for AVX2 code too."""
+    files = [
+        "tests/test_kernel_grads_softmax.py",
+        "tests/test_kernel_grads_elementwise.py",
+        "tests/test_kernel_grads_embedding.py",
+    ]
+    done = _run(["-m", "pytest", "-p", "no:cacheprovider", "-q", "-x", *files])
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout
