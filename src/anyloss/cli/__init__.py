@@ -1,7 +1,9 @@
 """The ``anyloss`` command: ``anyloss eval`` (losses over prediction files), ``anyloss list``.
 
-Not imported by ``import anyloss``; pyarrow, tqdm and dask are imported only by
-the commands that use them (the ``cli`` extra: ``pip install "anyloss[cli]"``).
+Not imported by ``import anyloss``; pyarrow and tqdm are imported only by the
+commands that use them (the ``cli`` extra: ``pip install "anyloss[cli]"``), dask
+only by ``--scheduler`` (the ``dask`` extra: ``pip install "anyloss[dask]"``).
+``python -m anyloss`` runs the same command.
 """
 
 from __future__ import annotations
@@ -229,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except ModuleNotFoundError as e:
-        _fail(f'{e.name} is needed by `anyloss {args.command}`: pip install "anyloss[cli]"')
+        extra = "dask" if (e.name or "").partition(".")[0] in ("dask", "distributed") else "cli"
+        _fail(f'{e.name} is needed by `anyloss {args.command}`: pip install "anyloss[{extra}]"')
     except MemoryError:
         _fail("out of memory; try a smaller --chunk-size", code=1)
     except Exception as e:

@@ -329,6 +329,24 @@ def _named(
     return results
 
 
+#: What ``--scheduler`` needs beyond the ``cli`` extra, and how to get it.
+DASK_EXTRA = 'pip install "anyloss[dask]"'
+
+
+def require_dask() -> None:
+    """Check that ``--scheduler`` can run, without importing Dask.
+
+    Raises:
+        InputError: dask or distributed is not installed; the message names the
+            ``dask`` extra.
+    """
+    import importlib.util
+
+    for name in ("dask", "distributed"):
+        if importlib.util.find_spec(name) is None:
+            raise InputError(f"--scheduler needs {name}, which is not installed: {DASK_EXTRA}")
+
+
 def dask_results(
     source: Source,
     plan: Plan,
@@ -337,7 +355,13 @@ def dask_results(
     workers: int | None,
     timeout: float,
 ) -> Iterator[ChunkResult]:
-    """Chunk results in row order, computed on the cluster at ``address``."""
+    """Chunk results in row order, computed on the cluster at ``address``.
+
+    Raises:
+        InputError: Dask or distributed is not installed (at the first result,
+            inside the caller's clean-up of ``--out`` and the progress bar).
+    """
+    require_dask()
     # Workers run elsewhere (another directory, another machine): absolute paths,
     # named in messages as the user gave them.
     given = {os.path.abspath(f): f for f in source.files}
