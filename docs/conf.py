@@ -49,7 +49,17 @@ nitpicky = True
 # -- autodoc / autosummary / napoleon ----------------------------------------
 autosummary_generate = True
 autosummary_generate_overwrite = True
-autodoc_typehints = "none"  # every array argument is typed Any; the Args say more
+# The signatures show the parameters' types, arrays as ArrayLike/Array (aliases
+# of Any, documented on the Losses page).
+autodoc_typehints = "signature"
+autodoc_type_aliases = {
+    "Array": "anyloss.Array",
+    "ArrayLike": "anyloss.ArrayLike",
+    "Reduction": "anyloss.Reduction",
+}
+# Types of other libraries named in the signatures of anyloss.torch/keras (no
+# intersphinx: the build runs offline).
+nitpick_ignore = [("py:class", "torch.Tensor"), ("py:class", "collections.abc.Callable")]
 autodoc_member_order = "bysource"
 autodoc_preserve_defaults = True
 napoleon_google_docstring = True

@@ -32,6 +32,7 @@ from ._regression import (
 )
 from ._segmentation import dice_loss
 from ._sequence import ctc_loss
+from ._typing import Array, ArrayLike
 
 try:
     __version__ = version("anyloss")
@@ -39,6 +40,8 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Array",
+    "ArrayLike",
     "AxisError",
     "Reduction",
     "__version__",

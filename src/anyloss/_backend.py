@@ -50,6 +50,19 @@ _TOP_MODULES = {
 }
 
 _LIBRARY_BY_TYPE: dict[type, str | None] = {}
+_PYTHON_TYPES = frozenset((type(None), bool, int, float, list, tuple, str))
+
+
+def torch_compiling() -> bool:
+    """Whether ``torch.compile`` (or ``torch.export``) is tracing this call;
+    False where torch is not imported.
+
+    Under tracing the module-level caches below are neither read nor filled:
+    TorchDynamo guards a compiled graph on every global dict it reads, so a
+    key added later by any other call would force a recompilation.
+    """
+    torch = sys.modules.get("torch")
+    return torch is not None and bool(torch.compiler.is_compiling())
 
 
 def library_of(x: object) -> str | None:
@@ -59,16 +72,23 @@ def library_of(x: object) -> str | None:
     ``"array_api"`` and handled through its own namespace.
     """
     tp = type(x)
-    try:
-        return _LIBRARY_BY_TYPE[tp]
-    except KeyError:
-        pass
+    if tp is np.ndarray:
+        return "numpy"
+    if tp in _PYTHON_TYPES:
+        return None
+    cached = not torch_compiling()
+    if cached:
+        try:
+            return _LIBRARY_BY_TYPE[tp]
+        except KeyError:
+            pass
     name = _TOP_MODULES.get(tp.__module__.partition(".")[0])
     if name is None and hasattr(x, "__array_namespace__"):
         name = "array_api"
     if name is None and isinstance(x, np.generic):
         name = "numpy"
-    _LIBRARY_BY_TYPE[tp] = name
+    if cached:
+        _LIBRARY_BY_TYPE[tp] = name
     return name
 
 
@@ -187,6 +207,10 @@ def _namespace(library: str, x: Any) -> Any:
         return sys.modules["jax.numpy"]
     if library in ("array_api_strict", "array_api"):
         return x.__array_namespace__()
+    if library == "torch":  # directly: array_namespace() is lru-cached, which
+        import array_api_compat.torch  # TorchDynamo warns about
+
+        return array_api_compat.torch
     import array_api_compat
 
     return array_api_compat.array_namespace(x)
@@ -200,6 +224,8 @@ def _device(library: str, x: Any) -> Any:
         return None
     if library == "numpy":
         return "cpu"
+    if library == "torch":
+        return x.device
     import array_api_compat
 
     return array_api_compat.device(x)
@@ -288,7 +314,8 @@ class Backend:
 
     def concrete(self, x: Any) -> np.ndarray | None:
         """``x``'s values as NumPy, or None where reading them would break a trace
-        (``jax.jit``, ``mx.compile``) or force a computation (Dask)."""
+        (``jax.jit``, ``mx.compile``, ``torch.compile``) or force a computation
+        (Dask)."""
         if self.name in ("dask", "array_api"):
             return None
         if self.name == "jax":
@@ -301,6 +328,8 @@ class Backend:
             except (RuntimeError, ValueError):  # inside mx.compile / a transform
                 return None
         if self.name == "torch":
+            if torch_compiling():  # torch.compile / torch.export
+                return None
             try:
                 return x.detach().cpu().numpy()  # type: ignore[no-any-return]
             except (RuntimeError, NotImplementedError):  # fake or functorch tensor
@@ -323,6 +352,8 @@ class Backend:
         if self.name in ("numpy", "cupy"):
             return float(x.min()), float(x.max())
         if self.name == "torch":
+            if torch_compiling():
+                return None
             try:
                 lo, hi = sys.modules["torch"].aminmax(x.detach())
                 return float(lo), float(hi)
@@ -529,7 +560,10 @@ _REAL_DTYPES: dict[tuple[str, Any], bool] = {}
 
 
 def _real_dtype(be: Backend, dtype: Any) -> bool:
-    """Whether ``dtype`` is real floating, integral or bool (cached per dtype)."""
+    """Whether ``dtype`` is real floating, integral or bool (cached per dtype,
+    except under ``torch.compile``: see :func:`torch_compiling`)."""
+    if be.name == "torch" and torch_compiling():
+        return _is_real(be, dtype)
     key = (be.name, dtype)
     try:
         return _REAL_DTYPES[key]

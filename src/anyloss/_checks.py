@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 
-from ._backend import AxisError, Backend, convert
+from ._backend import AxisError, Backend, convert, torch_compiling
 
 __all__ = [
     "Reduction",
@@ -106,6 +106,8 @@ def public(func: F) -> F:
             error = _keyword_error(func.__name__, params, kwargs)
             if error is not None:
                 raise error
+        if torch_compiling():  # np.errstate is a graph break to TorchDynamo
+            return func(*args, **kwargs)
         with np.errstate(all="ignore"):
             return func(*args, **kwargs)
 
@@ -181,8 +183,15 @@ def number(
 
 
 def shape_of(x: Any) -> tuple[int, ...]:
-    """``x.shape`` as a tuple; a dimension Dask does not know yet is NaN."""
-    return tuple(int(d) if d == d else d for d in x.shape)
+    """``x.shape`` as a tuple; a dimension Dask does not know yet is NaN.
+
+    Traced by ``torch.compile`` the sizes stay symbolic (``int()`` would
+    specialize the graph to them and recompile it for every batch size).
+    """
+    shape = x.shape
+    if type(shape) is not tuple and torch_compiling():  # a torch.Size, traced
+        return tuple(shape)
+    return tuple(int(d) if d == d else d for d in shape)
 
 
 def _dims_match(a: float, b: float) -> bool:
@@ -282,7 +291,7 @@ def checked_class_indices(
 
     Non-integer dtypes are a TypeError. Values are checked where they are
     concrete (eager backends): an index out of range is a ValueError, and the
-    mask is None. Under ``jax.jit``, ``mx.compile`` or Dask reading the values
+    mask is None. Under ``jax.jit``, ``mx.compile``, ``torch.compile`` or Dask reading the values
     would break the trace or force a computation; there the mask (computed
     lazily, one comparison per row) marks the rows whose loss the caller
     must make NaN, so a bad index never gives a plausible number.
@@ -320,6 +329,9 @@ def checked_class_indices(
         invalid = (arr < 0) | (arr >= num_classes)
         if ignore is not None:
             invalid = invalid & (arr != ignore)
+        # the rows to be poisoned gather class 0, never out of bounds (compiled
+        # torch code does not check an index it gathers with)
+        arr = be.xp.where(invalid, be.xp.zeros_like(arr), arr)
     if be.name == "torch" and str(arr.dtype) != "torch.int64":
         arr = be.xp.astype(arr, be.xp.int64)
     return arr, invalid
@@ -346,8 +358,8 @@ def unit_interval(be: Backend, func: str, name: str, x: Any, hint: str) -> None:
     ValueError naming the first one outside and ``hint``.
 
     Checked where the values are concrete, from one min/max reduction; a NaN
-    is not "outside" (NaN in gives NaN out). Under ``jax.jit``, ``mx.compile``
-    or Dask the check is skipped and the formula gives what it gives (NaN for
+    is not "outside" (NaN in gives NaN out). Under ``jax.jit``, ``mx.compile``,
+    ``torch.compile`` or Dask the check is skipped and the formula gives what it gives (NaN for
     probabilities outside ``[0, 1]``).
     """
     shape = shape_of(x)

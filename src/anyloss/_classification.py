@@ -27,6 +27,7 @@ from ._checks import (
     unit_interval,
 )
 from ._reduction import amax, reduce, two_sum
+from ._typing import Array, ArrayLike
 from .kernels import fast
 
 __all__ = ["binary_cross_entropy", "cross_entropy", "hinge_loss", "nll_loss"]
@@ -77,6 +78,8 @@ def _take_along(be: Backend, x: Any, index: Any, axis: int) -> Any:
         common[axis] = 1
         if tuple(common) != shape_of(idx):
             idx = xp.broadcast_to(idx, tuple(common))
+    if be.name == "torch":  # take_along_dim specializes torch.compile's sizes
+        return sys.modules["torch"].gather(x, axis, idx).squeeze(axis)
     return xp.squeeze(xp.take_along_axis(x, idx, axis=axis), axis=axis)
 
 
@@ -220,16 +223,16 @@ def _shift(be: Backend, x: Any, axis: int, exact: bool) -> tuple[Any, Any, Any, 
 
 @public
 def cross_entropy(
-    logits: Any,
-    targets: Any,
-    weights: Any = None,
+    logits: ArrayLike,
+    targets: ArrayLike,
+    weights: ArrayLike = None,
     axis: int = -1,
     label_smoothing: float = 0.0,
     reduction: Reduction = "none",
     *,
     ignore_index: int | None = None,
-    class_weights: Any = None,
-) -> Any:
+    class_weights: ArrayLike = None,
+) -> Array:
     r"""Compute the cross entropy between logits and targets.
 
     .. math::
@@ -272,7 +275,7 @@ def cross_entropy(
     ``weights`` then multiply each example's loss, not the denominator).
 
     Class indices are checked where their values can be read (eagerly): one
-    out of range is a ``ValueError``. Under ``jax.jit``, ``mx.compile`` or on
+    out of range is a ``ValueError``. Under ``jax.jit``, ``mx.compile``, ``torch.compile`` or on
     Dask reading them would break the trace or compute the graph, so an
     index out of range (other than ``ignore_index``) gives that example a NaN
     loss instead of a plausible number.
@@ -480,14 +483,14 @@ def _cross_entropy_rows(
 
 @public
 def binary_cross_entropy(
-    inputs: Any,
-    targets: Any,
-    weights: Any = None,
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    weights: ArrayLike = None,
     with_logits: bool = True,
     reduction: Reduction = "mean",
     *,
-    pos_weight: Any = None,
-) -> Any:
+    pos_weight: ArrayLike = None,
+) -> Array:
     r"""Compute the binary cross entropy.
 
     With logits :math:`x` and targets :math:`t`:
@@ -511,7 +514,7 @@ def binary_cross_entropy(
     (``with_logits=False``, e.g. logits passed by mistake) and targets outside
     ``[0, 1]`` (e.g. labels in ``{-1, 1}``) are a ``ValueError`` naming the
     first one; MLX returns NaN there, PyTorch raises. A NaN input still gives
-    a NaN loss. Under ``jax.jit``, ``mx.compile`` or on Dask the values are not
+    a NaN loss. Under ``jax.jit``, ``mx.compile``, ``torch.compile`` or on Dask the values are not
     read, and such inputs give NaN (or a meaningless number for targets).
 
     Args:
@@ -627,14 +630,14 @@ def binary_cross_entropy(
 
 @public
 def nll_loss(
-    inputs: Any,
-    targets: Any,
+    inputs: ArrayLike,
+    targets: ArrayLike,
     axis: int = -1,
     reduction: Reduction = "none",
     *,
     ignore_index: int | None = None,
-    class_weights: Any = None,
-) -> Any:
+    class_weights: ArrayLike = None,
+) -> Array:
     r"""Compute the negative log likelihood loss.
 
     .. math::
@@ -662,7 +665,7 @@ def nll_loss(
     PyTorch's ``F.nll_loss(..., weight=class_weights, ignore_index=...)``.
 
     Class indices are checked where their values can be read (eagerly): one
-    out of range is a ``ValueError``. Under ``jax.jit``, ``mx.compile`` or on
+    out of range is a ``ValueError``. Under ``jax.jit``, ``mx.compile``, ``torch.compile`` or on
     Dask reading them would break the trace or compute the graph, so an
     index out of range (other than ``ignore_index``) gives that example a NaN
     loss instead of a plausible number.
@@ -747,7 +750,7 @@ def nll_loss(
 
 
 @public
-def hinge_loss(inputs: Any, targets: Any, reduction: Reduction = "none") -> Any:
+def hinge_loss(inputs: ArrayLike, targets: ArrayLike, reduction: Reduction = "none") -> Array:
     r"""Compute the hinge loss.
 
     .. math::

@@ -20,6 +20,7 @@ from ._checks import Reduction, check_reduction, flag, float_arg, number, public
 from ._classification import _shifted_logsumexp, _softplus, _take_along
 from ._embedding import _scale, _unscale
 from ._reduction import amax, reduce, two_sum
+from ._typing import Array, ArrayLike
 
 __all__ = [
     "info_nce_loss",
@@ -276,13 +277,13 @@ def _float32_only(be: Backend, x: Any) -> bool:
 
 @public
 def info_nce_loss(
-    queries: Any,
-    keys: Any,
+    queries: ArrayLike,
+    keys: ArrayLike,
     temperature: float = 0.1,
     normalize: bool = True,
     symmetric: bool = False,
     reduction: Reduction = "mean",
-) -> Any:
+) -> Array:
     r"""Compute the InfoNCE loss with in-batch negatives.
 
     Query :math:`q_i` is paired with key :math:`k_i`; every other key of the
@@ -377,11 +378,11 @@ def info_nce_loss(
 
 @public
 def nt_xent_loss(
-    embeddings: Any,
-    labels: Any,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
     temperature: float = 0.07,
     reduction: Reduction = "mean",
-) -> Any:
+) -> Array:
     r"""Compute the normalized temperature-scaled cross entropy (NT-Xent).
 
     Embeddings with equal labels form positive pairs; embeddings with

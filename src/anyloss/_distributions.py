@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._backend import resolve
 from ._checks import (
     Reduction,
@@ -14,6 +12,7 @@ from ._checks import (
     public,
 )
 from ._reduction import reduce
+from ._typing import Array, ArrayLike
 from .kernels import fast
 
 __all__ = ["kl_div_loss"]
@@ -21,11 +20,11 @@ __all__ = ["kl_div_loss"]
 
 @public
 def kl_div_loss(
-    inputs: Any,
-    targets: Any,
+    inputs: ArrayLike,
+    targets: ArrayLike,
     axis: int = -1,
     reduction: Reduction = "none",
-) -> Any:
+) -> Array:
     r"""Compute the Kullback-Leibler divergence.
 
     .. math::

@@ -19,6 +19,7 @@ from ._checks import (
     same_shape,
 )
 from ._reduction import amax, reduce, two_sum
+from ._typing import Array, ArrayLike
 from .kernels import fast
 
 __all__ = ["cosine_similarity_loss", "margin_ranking_loss", "triplet_loss"]
@@ -140,12 +141,12 @@ def _pow2_scale(be: Backend, x: Any, axis: int) -> Any:
 
 @public
 def cosine_similarity_loss(
-    x1: Any,
-    x2: Any,
+    x1: ArrayLike,
+    x2: ArrayLike,
     axis: int = 1,
     eps: float = 1e-8,
     reduction: Reduction = "none",
-) -> Any:
+) -> Array:
     r"""Compute the cosine similarity between two sets of vectors.
 
     .. math::
@@ -398,15 +399,15 @@ def _triplet_loss_dd(
 
 @public
 def triplet_loss(
-    anchors: Any,
-    positives: Any,
-    negatives: Any,
+    anchors: ArrayLike,
+    positives: ArrayLike,
+    negatives: ArrayLike,
     axis: int = -1,
     p: int = 2,
     margin: float = 1.0,
     eps: float = 1e-6,
     reduction: Reduction = "none",
-) -> Any:
+) -> Array:
     r"""Compute the triplet margin loss.
 
     .. math::
@@ -483,12 +484,12 @@ def triplet_loss(
 
 @public
 def margin_ranking_loss(
-    inputs1: Any,
-    inputs2: Any,
-    targets: Any,
+    inputs1: ArrayLike,
+    inputs2: ArrayLike,
+    targets: ArrayLike,
     margin: float = 0.0,
     reduction: Reduction = "none",
-) -> Any:
+) -> Array:
     r"""Compute the margin ranking loss.
 
     .. math::

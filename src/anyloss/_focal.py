@@ -24,6 +24,7 @@ from ._checks import (
 )
 from ._classification import _softplus, _take_along, _weighted
 from ._reduction import amax, reduce, two_sum
+from ._typing import Array, ArrayLike
 
 __all__ = [
     "sigmoid_focal_loss",
@@ -108,13 +109,13 @@ def _log_softmax(be: Backend, x: Any, axis: int) -> tuple[Any, Any]:
 
 @public
 def sigmoid_focal_loss(
-    inputs: Any,
-    targets: Any,
-    weights: Any = None,
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    weights: ArrayLike = None,
     alpha: float | None = 0.25,
     gamma: float = 2.0,
     reduction: Reduction = "none",
-) -> Any:
+) -> Array:
     r"""Compute the sigmoid focal loss of Lin et al. (2017) from logits.
 
     With logits :math:`x`, targets :math:`t`, :math:`p = \sigma(x)` and
@@ -127,7 +128,7 @@ def sigmoid_focal_loss(
         \qquad \alpha_t = \alpha t + (1 - \alpha)(1 - t)
 
     The cross entropy is the sum of softplus terms (as in
-    :func:`binary_cross_entropy`), and :math:`1 - p_t = t \sigma(-x) + (1 - t)
+    :func:`~anyloss.binary_cross_entropy`), and :math:`1 - p_t = t \sigma(-x) + (1 - t)
     \sigma(x)` is a sum of sigmoids evaluated from :math:`e^{-|x|}`, so a
     confident prediction keeps its tiny exact value: ``x = 15, t = 1`` gives
     ``7.2e-21``, not 0. ``gamma = 0`` and ``alpha = None`` is exactly the
@@ -214,14 +215,14 @@ def _class_alpha(be: Backend, func: str, alpha: Any, num_classes: int, dtype: An
 
 @public
 def softmax_focal_loss(
-    logits: Any,
-    targets: Any,
-    weights: Any = None,
+    logits: ArrayLike,
+    targets: ArrayLike,
+    weights: ArrayLike = None,
     axis: int = -1,
-    alpha: Any = None,
+    alpha: ArrayLike = None,
     gamma: float = 2.0,
     reduction: Reduction = "none",
-) -> Any:
+) -> Array:
     r"""Compute the multi-class (softmax) focal loss from logits.
 
     With :math:`p = \operatorname{softmax}(x)` along ``axis`` and target
@@ -237,7 +238,7 @@ def softmax_focal_loss(
     ``-expm1(log p_c)`` for the others. A confident correct prediction thus
     keeps its tiny exact loss instead of rounding to 0. A class whose target
     probability is exactly 0 contributes nothing, even where its logit is
-    ``-inf``. ``gamma = 0`` and ``alpha = None`` is :func:`cross_entropy`.
+    ``-inf``. ``gamma = 0`` and ``alpha = None`` is :func:`~anyloss.cross_entropy`.
 
     Args:
         logits: Unnormalized scores.
@@ -259,7 +260,7 @@ def softmax_focal_loss(
         ValueError: Shapes that do not match, ``alpha`` of the wrong length,
             negative or NaN, ``gamma < 0``, an unknown reduction, class indices
             out of range where their values can be read (under ``jax.jit``,
-            ``mx.compile`` or on Dask such an example's loss is NaN instead).
+            ``mx.compile``, ``torch.compile`` or on Dask such an example's loss is NaN instead).
         TypeError: Class indices that are not integers.
 
     Examples:

@@ -24,6 +24,7 @@ from ._checks import (
 from ._classification import _one_hot
 from ._embedding import _scale, _unscale
 from ._reduction import amax, reduce, two_sum
+from ._typing import Array, ArrayLike
 
 __all__ = [
     "squared_hinge_loss",
@@ -37,7 +38,9 @@ def _has_float64(be: Backend) -> bool:
 
 
 @public
-def squared_hinge_loss(inputs: Any, targets: Any, reduction: Reduction = "none") -> Any:
+def squared_hinge_loss(
+    inputs: ArrayLike, targets: ArrayLike, reduction: Reduction = "none"
+) -> Array:
     r"""Compute the squared hinge loss.
 
     .. math::
@@ -83,12 +86,12 @@ def squared_hinge_loss(inputs: Any, targets: Any, reduction: Reduction = "none")
 
 @public
 def multiclass_hinge_loss(
-    logits: Any,
-    targets: Any,
+    logits: ArrayLike,
+    targets: ArrayLike,
     axis: int = -1,
     margin: float = 1.0,
     reduction: Reduction = "none",
-) -> Any:
+) -> Array:
     r"""Compute the multi-class (Crammer-Singer) hinge loss.
 
     .. math::
@@ -121,7 +124,7 @@ def multiclass_hinge_loss(
     Raises:
         ValueError: A ``targets`` shape other than that of ``logits`` without
             ``axis``, class indices out of range where their values can be read
-            (under ``jax.jit``, ``mx.compile`` or on Dask such an example's loss
+            (under ``jax.jit``, ``mx.compile``, ``torch.compile`` or on Dask such an example's loss
             is NaN instead), a NaN margin, an unknown reduction; an ``axis``
             out of range (also an ``IndexError``).
         TypeError: Class indices that are not integers, a margin that is not
@@ -213,14 +216,14 @@ def _check_signs(func: str, be: Backend, y: Any) -> None:
 
 @public
 def cosine_embedding_loss(
-    x1: Any,
-    x2: Any,
-    targets: Any,
+    x1: ArrayLike,
+    x2: ArrayLike,
+    targets: ArrayLike,
     axis: int = -1,
     margin: float = 0.0,
     eps: float = 1e-8,
     reduction: Reduction = "none",
-) -> Any:
+) -> Array:
     r"""Compute the cosine embedding loss.
 
     .. math::

@@ -8,6 +8,7 @@ from typing import Any
 from ._backend import Backend, resolve
 from ._checks import Reduction, check_reduction, flag, float_arg, number, public, same_shape
 from ._reduction import reduce
+from ._typing import Array, ArrayLike
 
 __all__ = [
     "poisson_nll_loss",
@@ -59,13 +60,13 @@ def _minus_log1p(be: Backend, q: Any, log_ratio: Any) -> Any:
 
 @public
 def poisson_nll_loss(
-    inputs: Any,
-    targets: Any,
+    inputs: ArrayLike,
+    targets: ArrayLike,
     log_input: bool = True,
     full: bool = False,
     eps: float = 1e-8,
     reduction: Reduction = "mean",
-) -> Any:
+) -> Array:
     r"""Compute the negative log likelihood of a Poisson distribution.
 
     With ``log_input=True`` the inputs are log-rates :math:`x`, otherwise

@@ -18,6 +18,7 @@ from ._checks import (
 )
 from ._embedding import _double_double, _two_prod
 from ._reduction import amax, reduce, two_sum
+from ._typing import Array, ArrayLike
 from .kernels import fast
 
 __all__ = [
@@ -49,7 +50,7 @@ def _pair(
 
 
 @public
-def l1_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> Any:
+def l1_loss(predictions: ArrayLike, targets: ArrayLike, reduction: Reduction = "mean") -> Array:
     r"""Compute the L1 (mean absolute error) loss.
 
     .. math::
@@ -81,7 +82,7 @@ def l1_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> An
 
 
 @public
-def mse_loss(predictions: Any, targets: Any, reduction: Reduction = "mean") -> Any:
+def mse_loss(predictions: ArrayLike, targets: ArrayLike, reduction: Reduction = "mean") -> Array:
     r"""Compute the mean squared error loss.
 
     .. math::
@@ -145,11 +146,11 @@ def _mse_total(be: Any, p: Any, t: Any, reduction: str) -> Any:
 
 @public
 def smooth_l1_loss(
-    predictions: Any,
-    targets: Any,
+    predictions: ArrayLike,
+    targets: ArrayLike,
     beta: float = 1.0,
     reduction: Reduction = "mean",
-) -> Any:
+) -> Array:
     r"""Compute the smooth L1 loss.
 
     .. math::
@@ -203,11 +204,11 @@ def smooth_l1_loss(
 
 @public
 def huber_loss(
-    inputs: Any,
-    targets: Any,
+    inputs: ArrayLike,
+    targets: ArrayLike,
     delta: float = 1.0,
     reduction: Reduction = "none",
-) -> Any:
+) -> Array:
     r"""Compute the Huber loss.
 
     .. math::
@@ -253,7 +254,7 @@ def huber_loss(
 
 
 @public
-def log_cosh_loss(inputs: Any, targets: Any, reduction: Reduction = "none") -> Any:
+def log_cosh_loss(inputs: ArrayLike, targets: ArrayLike, reduction: Reduction = "none") -> Array:
     r"""Compute the log-cosh loss.
 
     .. math::
@@ -304,13 +305,13 @@ def log_cosh_loss(inputs: Any, targets: Any, reduction: Reduction = "none") -> A
 
 @public
 def gaussian_nll_loss(
-    inputs: Any,
-    targets: Any,
-    vars: Any,
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    vars: ArrayLike,
     full: bool = False,
     eps: float = 1e-6,
     reduction: Reduction = "mean",
-) -> Any:
+) -> Array:
     r"""Compute the negative log likelihood of a Gaussian.
 
     .. math::

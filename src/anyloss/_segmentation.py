@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
 
 from ._backend import resolve
 from ._checks import (
@@ -16,6 +15,7 @@ from ._checks import (
     same_shape,
 )
 from ._reduction import reduce
+from ._typing import Array, ArrayLike
 
 __all__ = [
     "dice_loss",
@@ -40,12 +40,12 @@ def _axes(func: str, axis: object, ndim: int) -> tuple[int, ...] | None:
 
 @public
 def dice_loss(
-    inputs: Any,
-    targets: Any,
+    inputs: ArrayLike,
+    targets: ArrayLike,
     axis: int | tuple[int, ...] | None = -1,
     smooth: float = 1.0,
     reduction: Reduction = "mean",
-) -> Any:
+) -> Array:
     r"""Compute the soft Dice loss.
 
     With probabilities :math:`x`, targets :math:`t` and sums over ``axis``:

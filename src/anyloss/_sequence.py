@@ -13,6 +13,7 @@ from ._backend import Backend, convert, library_of, resolve
 from ._checks import Reduction, check_reduction, float_arg, public, shape_of
 from ._classification import _take_along
 from ._reduction import reduce
+from ._typing import Array, ArrayLike
 
 __all__ = [
     "ctc_loss",
@@ -108,14 +109,14 @@ def _jax_scan() -> Any:
 
 @public
 def ctc_loss(
-    log_probs: Any,
-    targets: Any,
-    input_lengths: Any,
-    target_lengths: Any,
+    log_probs: ArrayLike,
+    targets: ArrayLike,
+    input_lengths: ArrayLike,
+    target_lengths: ArrayLike,
     blank: int = 0,
     zero_infinity: bool = False,
     reduction: Reduction = "mean",
-) -> Any:
+) -> Array:
     r"""Compute the connectionist temporal classification (CTC) loss.
 
     .. math::
@@ -178,7 +179,7 @@ def ctc_loss(
             not ``(N,)``, lengths negative or longer than ``T`` / ``S``, labels
             out of range or equal to ``blank``, ``blank`` outside ``[0, C)``,
             an unknown reduction. Values are checked where they are concrete
-            (not under ``jax.jit``/``mx.compile``, nor in a Dask graph, unless
+            (not under ``jax.jit``/``mx.compile``/``torch.compile``, nor in a Dask graph, unless
             passed as Python or NumPy data).
         TypeError: Non-integer targets, lengths or ``blank``; a
             ``zero_infinity`` that is not a bool.

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["BLOCK", "MIN_NS_PER_THREAD", "MIN_SIZE", "enabled", "generic", "load", "mode"]
+__all__ = [
+    "BLOCK",
+    "MIN_NS_PER_THREAD",
+    "MIN_SIZE",
+    "enabled",
+    "generic",
+    "installed",
+    "load",
+    "mode",
+]
 
 #: Smallest primary input (in elements) for which a kernel is used.
 MIN_SIZE = 1 << 15
@@ -24,7 +32,21 @@ _OFF = ("0", "off", "false", "no")
 _MODE = os.environ.get("ANYLOSS_KERNELS", "on").strip().lower()
 
 _impl: Any = None  # the _numba module once imported; False where numba is missing
-_installed: bool | None = None
+
+
+def _numba_installed() -> bool:
+    """Whether numba can be imported, without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):  # a broken or hidden numba
+        return False
+
+
+# Decided once, at import: a value that never changes afterwards is one that a
+# torch.compile graph can read without being recompiled when it does.
+_available = _numba_installed()
 _lock = threading.Lock()
 _local = threading.local()  # .off: no kernel in this thread (see generic())
 
@@ -34,24 +56,17 @@ def mode() -> str:
     return _MODE
 
 
-def _numba_installed() -> bool:
-    """Whether numba can be imported, without importing it."""
-    global _installed, _impl
-    if _installed is None:
-        import importlib.util
-
-        _installed = importlib.util.find_spec("numba") is not None
-        if not _installed:
-            _impl = False
-    return _installed
-
-
 def enabled() -> bool:
     """Whether a kernel may run in this thread now, without importing numba:
-    not switched off, not inside :func:`generic`, numba installed."""
-    if _MODE in _OFF or getattr(_local, "off", False) or _impl is False:
-        return False
-    return _impl is not None or "numba" in sys.modules or _numba_installed()
+    not switched off, not inside :func:`generic`, numba installed (and, once
+    imported, importable)."""
+    return _available and _MODE not in _OFF and not getattr(_local, "off", False)
+
+
+def installed() -> bool:
+    """Whether numba is installed (as found at import; False once importing
+    it failed), without importing it."""
+    return _available
 
 
 def load() -> Any:
@@ -63,7 +78,8 @@ def load() -> Any:
                 try:
                     from . import _numba
                 except Exception:  # numba missing or broken: the generic path
-                    _impl = False
+                    global _available
+                    _impl = _available = False
                 else:
                     _impl = _numba
     return _impl

@@ -21,9 +21,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._backend import torch_compiling
 from .._reduction import Total
 from . import _registry
-from ._config import BLOCK, MIN_NS_PER_THREAD, MIN_SIZE, enabled, load, mode
+from ._config import BLOCK, MIN_NS_PER_THREAD, MIN_SIZE, enabled, installed, load, mode
 
 Planner = Callable[[str, Mapping[str, Any], "Describe"], "Plan | None"]
 
@@ -228,9 +229,36 @@ def grad_kernel(kernel: str) -> str:
     return _GRAD_KERNELS.get(kernel, kernel + "_grad")
 
 
+#: The forward kernels that have a gradient kernel (:func:`grad_kernel`),
+#: listed so that asking needs no numba import (under ``torch.compile`` an
+#: import is a graph break); the registry tests check it against ``_numba``.
+WITH_GRADIENT = frozenset(
+    {
+        "bce_logits",
+        "bce_probs",
+        "ce_index",
+        "ce_probs",
+        "cosine",
+        "cosine_dd",
+        "gaussian_nll",
+        "hinge",
+        "huber",
+        "kl_div",
+        "l1",
+        "log_cosh",
+        "margin_ranking",
+        "mse",
+        "nll",
+        "smooth_l1",
+        "triplet",
+        "triplet_dd",
+    }
+)
+
+
 def has_gradient(kernel: str) -> bool:
-    """Whether the forward ``kernel`` has a gradient kernel (imports numba)."""
-    return hasattr(load(), grad_kernel(kernel))
+    """Whether the forward ``kernel`` has a gradient kernel."""
+    return kernel in WITH_GRADIENT
 
 
 def cost(kernel: str, rows: bool, classes: int, operands: int) -> float:
@@ -426,7 +454,12 @@ def plan(loss: str, reduction: str, args: Mapping[str, Any], describe: Describe)
     if planner is None or not enabled():
         return None
     p = planner(reduction, args, describe)
-    return p if p is not None and load() else None
+    if p is None:
+        return None
+    # Traced by torch.compile, numba is not imported (a lock and an import are
+    # graph breaks, and a global set while tracing is a guard that fails on
+    # the next call): the op imports it when it runs.
+    return p if (installed() if torch_compiling() else load()) else None
 
 
 # -- running a plan -------------------------------------------------------------

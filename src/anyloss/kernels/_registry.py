@@ -22,7 +22,6 @@ not change.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,42 +57,59 @@ class Entry:
     priority: int = 0
 
 
-_ENTRIES: dict[tuple[str, str], list[Entry]] = {}
+class _Table:
+    """One library's entries, by loss."""
 
-# The module that registers each library's entries, imported the first time a
-# call on that library asks (a torch tensor in hand means torch is imported).
-_PROVIDERS = {
-    "numpy": ("anyloss.kernels._cpu",),
-    "torch": ("anyloss.kernels._cpu", "anyloss.kernels._torch"),
-    "jax": ("anyloss.kernels._cpu", "anyloss.kernels._jax"),
-    "mlx": ("anyloss.kernels._cpu", "anyloss.kernels._mlx"),
-}
-_loaded: set[str] = set()
+    def __init__(self) -> None:
+        self.by_loss: dict[str, list[Entry]] = {}
+
+
+# The libraries with entries. Each library's entries are registered by its own
+# module, imported the first time a call on that library asks (a torch tensor
+# in hand means torch is imported). One table per library, created here once:
+# a compiled torch graph is guarded on what it read (torch's table), so
+# loading the JAX entries later does not force it to recompile.
+_LIBRARIES = ("numpy", "torch", "jax", "mlx")
+_TABLES: dict[str, _Table] = {lib: _Table() for lib in _LIBRARIES}
 
 
 def register(entry: Entry) -> Entry:
     """Add ``entry`` (kept in order of priority, then of registration)."""
-    bucket = _ENTRIES.setdefault((entry.loss, entry.library), [])
+    table = _TABLES.get(entry.library)
+    if table is None:  # a library without providers: entries registered by hand
+        table = _TABLES[entry.library] = _Table()
+    bucket = table.by_loss.setdefault(entry.loss, [])
     bucket.append(entry)
     bucket.sort(key=lambda e: -e.priority)
     return entry
 
 
 def _load(library: str) -> None:
-    if library in _loaded:
+    # Import statements every time (a dict lookup once imported), no "loaded"
+    # flag nor ``in sys.modules``: TorchDynamo follows an ``import`` inside a
+    # compiled function (it refuses ``importlib.import_module``), and a flag set
+    # while tracing the first call, or the size of sys.modules, would be a guard
+    # that fails on the next call.
+    if library not in _LIBRARIES:
         return
-    for module in _PROVIDERS.get(library, ()):
-        importlib.import_module(module)
-    _loaded.add(library)
+    from . import _cpu  # noqa: F401  (the planners; NumPy's entries)
+
+    if library == "torch":
+        from . import _torch  # noqa: F401
+    elif library == "jax":
+        from . import _jax  # noqa: F401
+    elif library == "mlx":
+        from . import _mlx  # noqa: F401
 
 
 def entries(loss: str | None = None, library: str | None = None) -> list[Entry]:
     """The registered entries (every library's providers imported)."""
-    for lib in _PROVIDERS if library is None else (library,):
+    for lib in _LIBRARIES if library is None else (library,):
         _load(lib)
     return [
         e
-        for (name, lib), bucket in _ENTRIES.items()
+        for lib, table in list(_TABLES.items())
+        for name, bucket in table.by_loss.items()
         for e in bucket
         if (loss is None or name == loss) and (library is None or lib == library)
     ]
@@ -122,7 +138,8 @@ def _device_type(be: Any) -> str:
 def lookup(be: Any, loss: str, reduction: str, args: Mapping[str, Any]) -> Entry | None:
     """The first entry that applies to this call, or None."""
     _load(be.name)
-    bucket = _ENTRIES.get((loss, be.name))
+    table = _TABLES.get(be.name)
+    bucket = None if table is None else table.by_loss.get(loss)
     if not bucket:
         return None
     device = _device_type(be)
