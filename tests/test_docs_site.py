@@ -90,7 +90,8 @@ class _Page(html.parser.HTMLParser):
 def test_index_links_every_page():
     page = _Page(SITE / "index.html")
     assert "The 14 loss functions of MLX" in page.words
-    for name in ("getting-started", "losses", "porting", "backends", "accuracy", "performance"):
+    pages = ("getting-started", "losses", "porting", "frameworks", "backends", "accuracy")
+    for name in (*pages, "performance"):
         assert any(link.startswith(f"{name}.html") for link in page.links), name
         assert (SITE / f"{name}.html").exists(), name
 
