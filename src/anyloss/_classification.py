@@ -26,7 +26,8 @@ from ._checks import (
     shapes_match,
     unit_interval,
 )
-from ._reduction import amax, reduce, two_sum
+from ._compensated import two_sum
+from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 from .kernels import fast
 

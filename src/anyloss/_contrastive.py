@@ -18,8 +18,9 @@ import numpy as np
 from ._backend import Backend, convert, resolve
 from ._checks import Reduction, check_reduction, flag, float_arg, number, public, shape_of
 from ._classification import _shifted_logsumexp, _softplus, _take_along
+from ._compensated import two_sum
 from ._embedding import _scale, _unscale
-from ._reduction import amax, reduce, two_sum
+from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 
 __all__ = [

@@ -23,7 +23,8 @@ from ._checks import (
     unit_interval,
 )
 from ._classification import _softplus, _take_along, _weighted
-from ._reduction import amax, reduce, two_sum
+from ._compensated import two_sum
+from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 
 __all__ = [

@@ -22,8 +22,9 @@ from ._checks import (
     shapes_match,
 )
 from ._classification import _one_hot
+from ._compensated import two_sum
 from ._embedding import _scale, _unscale
-from ._reduction import amax, reduce, two_sum
+from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 
 __all__ = [

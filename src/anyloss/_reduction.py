@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._backend import Backend, reduced_shape
+from ._compensated import two_sum
 
-__all__ = ["Total", "amax", "reduce", "two_sum"]
+__all__ = ["Total", "amax", "reduce"]
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,6 @@ def amax(be: Backend, x: Any, axis: Any = None, keepdims: bool = False, empty: f
     if any(d != d for d in out):  # a Dask size not known yet
         return be.xp.max(x, axis=axis, keepdims=keepdims)
     return be.full(out, empty, x.dtype)
-
-
-def two_sum(a: Any, b: Any) -> tuple[Any, Any]:
-    """``s, e`` with ``s = fl(a + b)`` and ``a + b = s + e`` exactly (Knuth)."""
-    s = a + b
-    bv = s - a
-    return s, (a - (s - bv)) + (b - bv)
 
 
 def _compensated_sum(xp: Any, flat: Any, n: int) -> Any:

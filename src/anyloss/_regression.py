@@ -16,8 +16,8 @@ from ._checks import (
     public,
     same_shape,
 )
-from ._embedding import _double_double, _two_prod
-from ._reduction import amax, reduce, two_sum
+from ._compensated import two_prod, two_sum
+from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 from .kernels import fast
 
@@ -383,6 +383,11 @@ _HALF_LOG_2PI_LO = -3.8782941580672414e-17
 _ATANH_TAIL = tuple(1.0 / (2 * i + 1) for i in range(11, 2, -1))
 
 
+def _double_double(be: Any, x: Any) -> bool:
+    """Whether ``x`` is float64: the cancelling terms then run in double-double."""
+    return bool(x.dtype == getattr(be.xp, "float64", None))
+
+
 def _gaussian_nll_dd(be: Any, mu: Any, y: Any, v: Any, full: bool, eps: float) -> Any:
     """The Gaussian NLL of float64 inputs in double-double.
 
@@ -410,10 +415,10 @@ def _gaussian_nll_dd(be: Any, mu: Any, y: Any, v: Any, full: bool, eps: float) -
     a = be.stop_gradient(xp.ceil((xp.log2(v) + one) * be.scalar(0.5, dt)))
     k = xp.pow(two, -a)
     u, u_lo, w = d * k, d_lo * k, (v * k) * k
-    sq, sq_err = _two_prod(u, u)
+    sq, sq_err = two_prod(u, u)
     sq_lo = sq_err + 2.0 * (u * u_lo)
     q = sq / w
-    t, t_err = _two_prod(q, w)
+    t, t_err = two_prod(q, w)
     q_lo = (((sq - t) - t_err) + sq_lo) / w
     # v = m 2^e with m in about [0.7, 1.42] (e from a rounded log2; exact
     # scalings in two steps: 2^-e alone overflows for a subnormal v)
@@ -423,17 +428,17 @@ def _gaussian_nll_dd(be: Any, mu: Any, y: Any, v: Any, full: bool, eps: float) -
     num = m - one  # exact (Sterbenz)
     den, den_lo = two_sum(m, one)
     s = num / den
-    t, t_err = _two_prod(s, den)
+    t, t_err = two_prod(s, den)
     s_lo = (((num - t) - t_err) - s * den_lo) / den
-    s2, s2_err = _two_prod(s, s)
+    s2, s2_err = two_prod(s, s)
     s2_lo = s2_err + 2.0 * (s * s_lo)
-    s3, s3_err = _two_prod(s2, s)
+    s3, s3_err = two_prod(s2, s)
     s3_lo = s3_err + (s2 * s_lo + s2_lo * s)
-    c3, c3_err = _two_prod(s3, be.scalar(_TWO_THIRDS_HI, dt))
+    c3, c3_err = two_prod(s3, be.scalar(_TWO_THIRDS_HI, dt))
     c3_lo = c3_err + (s3 * _TWO_THIRDS_LO + s3_lo * _TWO_THIRDS_HI)
-    s5, s5_err = _two_prod(s3, s2)
+    s5, s5_err = two_prod(s3, s2)
     s5_lo = s5_err + (s3 * s2_lo + s3_lo * s2)
-    c5, c5_err = _two_prod(s5, be.scalar(_TWO_FIFTHS_HI, dt))
+    c5, c5_err = two_prod(s5, be.scalar(_TWO_FIFTHS_HI, dt))
     c5_lo = c5_err + (s5 * _TWO_FIFTHS_LO + s5_lo * _TWO_FIFTHS_HI)
     r = be.scalar(_ATANH_TAIL[0], dt)
     for coef in _ATANH_TAIL[1:]:
@@ -444,7 +449,7 @@ def _gaussian_nll_dd(be: Any, mu: Any, y: Any, v: Any, full: bool, eps: float) -
     lm_lo = lm_err + (c3_lo + c5_lo)
     lm, lm_err = two_sum(2.0 * s, lm)
     lm_lo = lm_err + ((2.0 * s_lo + lm_lo) + rest)
-    el, el_err = _two_prod(e, be.scalar(_LN2_LO, dt))
+    el, el_err = two_prod(e, be.scalar(_LN2_LO, dt))
     hi, hi_err = two_sum(e * _LN2_HI, lm)  # e * LN2_HI is exact
     lo = hi_err + ((lm_lo + el) + (el_err + e * _LN2_LO2))
     # + d^2 / v, halved, + the constant
