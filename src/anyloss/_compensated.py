@@ -39,8 +39,8 @@ def two_sum(a: Any, b: Any) -> tuple[Any, Any]:
 
 def _splitter(x: Any) -> float:
     """Dekker's constant ``2^ceil(p / 2) + 1`` for the precision ``p`` of ``x``."""
-    size = getattr(x.dtype, "itemsize", None) or x.dtype.size  # (MLX: .size)
-    return 134217729.0 if size >= 8 else 4097.0  # 2**27 + 1, 2**12 + 1
+    # by name: the dtype objects of the libraries share no size attribute
+    return 134217729.0 if "64" in str(x.dtype) else 4097.0  # 2**27 + 1, 2**12 + 1
 
 
 def _split(x: Any) -> tuple[Any, Any]:
