@@ -464,3 +464,20 @@ def test_first_call_in_a_fresh_process() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     value_err, grad_err = map(float, out.stdout.split())
     assert value_err <= 1e-6 and grad_err <= 1e-9
+
+
+def test_gradient_kernel_list_matches_the_numba_module() -> None:
+    """``_cpu.WITH_GRADIENT`` (read without importing numba, as torch.compile
+    needs) names exactly the forward kernels that have a gradient kernel."""
+    numba = pytest.importorskip("numba")
+    impl = _config.load()
+    forward = {
+        name
+        for name in dir(impl)
+        if not name.startswith("_")
+        and isinstance(getattr(impl, name), numba.core.registry.CPUDispatcher)
+        and not name.endswith("_grad")
+    }
+    with_gradient = {name for name in forward if hasattr(impl, _cpu.grad_kernel(name))}
+    assert forward >= _cpu.WITH_GRADIENT
+    assert with_gradient == _cpu.WITH_GRADIENT
