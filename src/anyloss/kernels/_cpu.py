@@ -224,6 +224,12 @@ def _rows(
 _GRAD_KERNELS = {"cosine_dd": "cosine_grad", "triplet_dd": "triplet_grad"}
 
 
+def numpy_dtypes(dtypes: Sequence[Any]) -> dict[Any, np.dtype]:
+    """Another library's dtypes (torch's, MLX's) -> the NumPy dtype of the same
+    name, for the kernels' operands (``torch.float32`` -> ``float32``)."""
+    return {d: np.dtype(str(d).rpartition(".")[2]) for d in dtypes}
+
+
 def grad_kernel(kernel: str) -> str:
     """The name of the gradient kernel of the forward ``kernel``."""
     return _GRAD_KERNELS.get(kernel, kernel + "_grad")

@@ -28,17 +28,19 @@ from ._cpu import Call, Info
 
 __all__: list[str] = []
 
-_NP_DTYPES: dict[Any, np.dtype] = {
-    mx.float32: np.dtype(np.float32),
-    mx.float64: np.dtype(np.float64),
-    mx.int64: np.dtype(np.int64),
-    mx.int32: np.dtype(np.int32),
-    mx.int16: np.dtype(np.int16),
-    mx.int8: np.dtype(np.int8),
-    mx.uint8: np.dtype(np.uint8),
-    mx.uint16: np.dtype(np.uint16),
-    mx.uint32: np.dtype(np.uint32),
-}
+_NP_DTYPES = _cpu.numpy_dtypes(
+    [
+        mx.float32,
+        mx.float64,
+        mx.int64,
+        mx.int32,
+        mx.int16,
+        mx.int8,
+        mx.uint8,
+        mx.uint16,
+        mx.uint32,
+    ],
+)
 _MX_DTYPES = {v: k for k, v in _NP_DTYPES.items()}
 
 

@@ -57,28 +57,19 @@ class Entry:
     priority: int = 0
 
 
-class _Table:
-    """One library's entries, by loss."""
-
-    def __init__(self) -> None:
-        self.by_loss: dict[str, list[Entry]] = {}
-
-
 # The libraries with entries. Each library's entries are registered by its own
 # module, imported the first time a call on that library asks (a torch tensor
-# in hand means torch is imported). One table per library, created here once:
-# a compiled torch graph is guarded on what it read (torch's table), so
-# loading the JAX entries later does not force it to recompile.
+# in hand means torch is imported). One dict of entries by loss per library,
+# created here once: a compiled torch graph is guarded on what it read (torch's
+# dict), so registering the JAX entries later does not force it to recompile.
 _LIBRARIES = ("numpy", "torch", "jax", "mlx")
-_TABLES: dict[str, _Table] = {lib: _Table() for lib in _LIBRARIES}
+_TABLES: dict[str, dict[str, list[Entry]]] = {lib: {} for lib in _LIBRARIES}
 
 
 def register(entry: Entry) -> Entry:
     """Add ``entry`` (kept in order of priority, then of registration)."""
-    table = _TABLES.get(entry.library)
-    if table is None:  # a library without providers: entries registered by hand
-        table = _TABLES[entry.library] = _Table()
-    bucket = table.by_loss.setdefault(entry.loss, [])
+    table = _TABLES.setdefault(entry.library, {})  # (a library without providers)
+    bucket = table.setdefault(entry.loss, [])
     bucket.append(entry)
     bucket.sort(key=lambda e: -e.priority)
     return entry
@@ -109,7 +100,7 @@ def entries(loss: str | None = None, library: str | None = None) -> list[Entry]:
     return [
         e
         for lib, table in list(_TABLES.items())
-        for name, bucket in table.by_loss.items()
+        for name, bucket in table.items()
         for e in bucket
         if (loss is None or name == loss) and (library is None or lib == library)
     ]
@@ -139,7 +130,7 @@ def lookup(be: Any, loss: str, reduction: str, args: Mapping[str, Any]) -> Entry
     """The first entry that applies to this call, or None."""
     _load(be.name)
     table = _TABLES.get(be.name)
-    bucket = None if table is None else table.by_loss.get(loss)
+    bucket = None if table is None else table.get(loss)
     if not bucket:
         return None
     device = _device_type(be)

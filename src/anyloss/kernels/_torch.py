@@ -25,16 +25,18 @@ from ._cpu import Info, Plan
 
 __all__: list[str] = []
 
-_NP_DTYPES: dict[Any, np.dtype] = {
-    torch.float32: np.dtype(np.float32),
-    torch.float64: np.dtype(np.float64),
-    torch.int64: np.dtype(np.int64),
-    torch.int32: np.dtype(np.int32),
-    torch.int16: np.dtype(np.int16),
-    torch.int8: np.dtype(np.int8),
-    torch.uint8: np.dtype(np.uint8),
-    torch.bool: np.dtype(np.bool_),
-}
+_NP_DTYPES = _cpu.numpy_dtypes(
+    [
+        torch.float32,
+        torch.float64,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
+    ],
+)
 _TORCH_DTYPES = {v: k for k, v in _NP_DTYPES.items()}
 
 
