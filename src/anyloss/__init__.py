@@ -20,6 +20,7 @@ from ._contrastive import info_nce_loss, nt_xent_loss
 from ._distributions import kl_div_loss
 from ._embedding import cosine_similarity_loss, margin_ranking_loss, triplet_loss
 from ._focal import sigmoid_focal_loss, softmax_focal_loss
+from ._linear import linear_cross_entropy
 from ._margin import cosine_embedding_loss, multiclass_hinge_loss, squared_hinge_loss
 from ._poisson import poisson_nll_loss
 from ._regression import (
@@ -66,6 +67,7 @@ __all__ = [
     "ctc_loss",
     "dice_loss",
     "info_nce_loss",
+    "linear_cross_entropy",
     "multiclass_hinge_loss",
     "nt_xent_loss",
     "poisson_nll_loss",
