@@ -39,6 +39,7 @@ LEFT_OUT = {
     "margin_ranking_loss",
     "cosine_embedding_loss",
     "ctc_loss",
+    "linear_cross_entropy",
 }
 
 

@@ -98,6 +98,11 @@ def _cases() -> dict[str, Case]:
             [f(N, C), f(N, C), sign[:, 0]],
             {"margin": 0.1},
         ),
+        "linear_cross_entropy": (
+            anyloss.linear_cross_entropy,
+            [f(N, C), f(7, C), idx],
+            {"bias": f(7), "label_smoothing": 0.1, "softcap": 2.0, "chunk_size": 3},
+        ),
         "ctc_loss": (
             anyloss.ctc_loss,
             [

@@ -106,6 +106,9 @@ def cases(seed: int = 0) -> dict[str, tuple[tuple[Any, ...], dict[str, Any], dic
 
 CASES = cases()
 NAMES = sorted(CASES)
+# modules that own parameters (an output layer and its loss): not generated
+# from the function's signature, tested on their own below
+LAYERS = ["LinearCrossEntropyLoss"]
 
 
 def _function_kwargs(options: dict[str, Any]) -> dict[str, Any]:
@@ -158,8 +161,8 @@ def test_all_losses_have_a_module() -> None:
         if n[0].islower() and n not in ("losses",) and callable(getattr(anyloss, n))
     }
     assert functions == public
-    assert len(at.__all__) == 24 == len(set(at.__all__))
-    assert sorted(at.__all__) == NAMES
+    assert len(at.__all__) == 25 == len(set(at.__all__))
+    assert sorted(at.__all__) == sorted([*NAMES, *LAYERS])
     for n in at.__all__:
         cls = getattr(at, n)
         assert issubclass(cls, torch.nn.Module)
@@ -199,7 +202,7 @@ def test_signatures() -> None:
         "target_lengths",
     ]
     assert list(inspect.signature(at.MSELoss).parameters) == ["reduction"]
-    for n in at.__all__:
+    for n in NAMES:
         cls = getattr(at, n)
         func = cls.loss_function
         params = inspect.signature(func).parameters
@@ -566,3 +569,108 @@ def test_subclass_keeps_its_loss() -> None:
     arrays = CASES["MSELoss"][0]
     torch.testing.assert_close(Mine()(*arrays), anyloss.mse_loss(*arrays))
     assert math.isfinite(Mine(reduction="sum")(*arrays).item())
+
+
+# -- LinearCrossEntropyLoss: an output layer and its loss ----------------------------
+
+
+def _twin_pair(**options: Any) -> tuple[Any, Any]:
+    """Our module and torch.nn's twin, float64, with the same parameters."""
+    torch.manual_seed(0)
+    ours = at.LinearCrossEntropyLoss(6, 9, bias=True, dtype=torch.float64, **options)
+    twin_options = {
+        "weight" if k == "class_weights" else k: torch.as_tensor(v, dtype=torch.float64)
+        if k == "class_weights"
+        else v
+        for k, v in options.items()
+        if k != "chunk_size"
+    }
+    twin = torch.nn.LinearCrossEntropyLoss(6, 9, bias=True, dtype=torch.float64, **twin_options)
+    with torch.no_grad():
+        twin.linear.weight.copy_(ours.weight.reshape(twin.linear.weight.shape))
+        twin.linear.bias.copy_(ours.bias.reshape(twin.linear.bias.shape))
+    return ours, twin
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"label_smoothing": 0.1, "ignore_index": -100, "chunk_size": 2},
+        {"class_weights": [0.5, 2.0, 1.0, 1.0, 3.0, 0.25, 1.0, 1.5, 2.0], "reduction": "sum"},
+        {"ignore_index": -100, "reduction": "none"},
+    ],
+)
+def test_linear_module_matches_torch_twin(options: dict[str, Any]) -> None:
+    ours, twin = _twin_pair(**options)
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(2, 5, 6, generator=g, dtype=torch.float64)
+    targets = torch.randint(0, 9, (2, 5), generator=g)
+    targets[0, 1] = targets[1, 4] = -100 if "ignore_index" in options else 3
+    results = []
+    for module in (ours, twin):
+        h = hidden.clone().requires_grad_(True)
+        if module is ours:  # (batch, sequence, H)
+            out = module(h, targets)
+        else:  # the twin takes 2-D inputs only
+            out = module(h.reshape(10, 6), targets.reshape(10))
+        params = [p for p in module.parameters()]
+        grads = torch.autograd.grad(out.sum(), [h, *params])
+        results.append((out, grads))
+    (out, grads), (want, want_grads) = results
+    assert out.shape == ((2, 5) if options.get("reduction") == "none" else ())
+    torch.testing.assert_close(out.reshape(want.shape), want, rtol=1e-12, atol=1e-14)
+    for got, expected in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(got.reshape(expected.shape), expected, rtol=1e-10, atol=1e-13)
+
+
+def test_linear_module_parameters_buffers_and_repr() -> None:
+    module = at.LinearCrossEntropyLoss(4, 7, class_weights=[1.0] * 7, softcap=30.0)
+    assert module.weight.shape == (7, 4) and module.bias is None
+    assert set(module.state_dict()) == {"weight", "class_weights"}
+    bound = 1 / math.sqrt(4)  # torch.nn.Linear's initialization
+    assert float(module.weight.detach().abs().max()) <= bound
+    assert repr(module) == (
+        "LinearCrossEntropyLoss(in_features=4, num_classes=7, bias=False, "
+        "class_weights=tensor(shape=(7,)), softcap=30.0)"
+    )
+    moved = module.to(torch.float64)
+    assert moved.weight.dtype == moved.class_weights.dtype == torch.float64
+    assert at.LinearCrossEntropyLoss(4, 7, bias=True).bias.shape == (7,)
+    assert at.LinearCrossEntropyLoss.loss_function is anyloss.linear_cross_entropy
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"in_features": 0, "num_classes": 3}, ValueError, "in_features must be >= 1"),
+        ({"in_features": 2, "num_classes": 2.5}, TypeError, "num_classes must be an int"),
+        ({"in_features": 2, "num_classes": 3, "reduction": "avg"}, ValueError, "reduction"),
+        ({"in_features": 2, "num_classes": 3, "softcap": 0.0}, ValueError, "softcap"),
+        ({"in_features": 2, "num_classes": 3, "chunk_size": 0}, ValueError, "chunk_size"),
+        (
+            {"in_features": 2, "num_classes": 3, "class_weights": [1.0, 2.0]},
+            ValueError,
+            r"class_weights must have one weight per class, shape \(3,\), got \(2,\)",
+        ),
+    ],
+)
+def test_linear_module_constructor_errors(kwargs: dict[str, Any], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        at.LinearCrossEntropyLoss(**kwargs)
+
+
+def test_linear_module_trains() -> None:
+    torch.manual_seed(0)
+    head = at.LinearCrossEntropyLoss(8, 20, bias=True)
+    hidden = torch.randn(64, 8)
+    targets = (hidden[:, 0] > 0).long() * 3 + (hidden[:, 1] > 0).long()
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.5)
+    first = None
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = head(hidden, targets)
+        loss.backward()
+        optimizer.step()
+        first = float(loss.detach()) if first is None else first
+    assert float(loss.detach()) < 0.5 * first

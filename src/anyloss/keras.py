@@ -95,9 +95,10 @@ Left out: the losses that take a third array, which Keras's
 ``Loss.call(y_true, y_pred)`` has no place for, namely
 :func:`~anyloss.gaussian_nll_loss` (variances), :func:`~anyloss.triplet_loss`
 (negatives), :func:`~anyloss.margin_ranking_loss` and
-:func:`~anyloss.cosine_embedding_loss` (a second input) and
-:func:`~anyloss.ctc_loss` (lengths). Call those functions in a custom
-``train_step`` or through ``model.add_loss``.
+:func:`~anyloss.cosine_embedding_loss` (a second input),
+:func:`~anyloss.ctc_loss` (lengths) and :func:`~anyloss.linear_cross_entropy`
+(the output layer's weight). Call those functions in a custom ``train_step``
+or through ``model.add_loss``.
 """
 
 from __future__ import annotations

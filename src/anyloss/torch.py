@@ -52,6 +52,7 @@ Class                       Function (anyloss.)         ``torch.nn`` twin
 ``NTXentLoss``              ``nt_xent_loss``            none
 ``SigmoidFocalLoss``        ``sigmoid_focal_loss``      none [8]
 ``SoftmaxFocalLoss``        ``softmax_focal_loss``      none
+``LinearCrossEntropyLoss``  ``linear_cross_entropy``    ``LinearCrossEntropyLoss`` [9]
 ==========================  ==========================  ======================================
 
 Notes on the twins:
@@ -67,6 +68,11 @@ Notes on the twins:
 - [6] ``eps`` is added inside the square root, not to the difference.
 - [7] The value is the similarity itself, as ``torch.nn.CosineSimilarity``'s.
 - [8] ``torchvision.ops.sigmoid_focal_loss``.
+- [9] An output layer and its loss: like its twin (not generated from the
+  function's signature), it owns ``weight`` (``(num_classes, in_features)``)
+  and an optional ``bias``, and ``forward(hidden, targets)`` never forms the
+  logits. ``class_weights`` is its twin's ``weight``; ``ignore_index``
+  defaults to ``None``.
 
 Importing this module imports PyTorch; ``import anyloss`` alone does not.
 
@@ -90,6 +96,7 @@ Examples:
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import re
 from collections.abc import Callable
@@ -99,12 +106,13 @@ import numpy as np
 import torch
 
 from ._backend import resolve
-from ._checks import _keyword_error, check_reduction, flag, no_nan, number, optional_int
+from ._checks import Reduction, _keyword_error, check_reduction, flag, no_nan, number, optional_int
 from ._classification import binary_cross_entropy, cross_entropy, hinge_loss, nll_loss
 from ._contrastive import info_nce_loss, nt_xent_loss
 from ._distributions import kl_div_loss
 from ._embedding import cosine_similarity_loss, margin_ranking_loss, triplet_loss
 from ._focal import sigmoid_focal_loss, softmax_focal_loss
+from ._linear import _chunk_size, _softcap, linear_cross_entropy
 from ._margin import cosine_embedding_loss, multiclass_hinge_loss, squared_hinge_loss
 from ._poisson import poisson_nll_loss
 from ._regression import (
@@ -131,6 +139,7 @@ __all__ = [
     "InfoNCELoss",
     "KLDivLoss",
     "L1Loss",
+    "LinearCrossEntropyLoss",
     "LogCoshLoss",
     "MSELoss",
     "MarginRankingLoss",
@@ -618,3 +627,149 @@ class SigmoidFocalLoss(_Loss, loss=sigmoid_focal_loss):
 
 class SoftmaxFocalLoss(_Loss, loss=softmax_focal_loss):
     pass
+
+
+class LinearCrossEntropyLoss(torch.nn.Module):
+    """An output layer and its cross entropy in one module:
+    :func:`anyloss.linear_cross_entropy` of a learned ``weight`` (and ``bias``).
+
+    ``LinearCrossEntropyLoss(H, V)(hidden, targets)`` is
+    ``anyloss.linear_cross_entropy(hidden, module.weight, targets, module.bias,
+    **options)``: the loss of ``torch.nn.Linear(H, V)`` followed by a cross
+    entropy, without ever holding the ``(tokens, V)`` logits. The parameters
+    are initialized as ``torch.nn.Linear``'s.
+
+    PyTorch twin: ``torch.nn.LinearCrossEntropyLoss`` (its ``weight`` is
+    ``class_weights`` here, its ``options`` is ``chunk_size``).
+
+    Args:
+        in_features: The size ``H`` of each hidden vector.
+        num_classes: The number of classes ``V`` (the vocabulary).
+        bias: Keyword only. Whether the layer has a bias. Default: ``False``
+            (as the twin; language-model heads usually have none).
+        device: Keyword only. The device of the parameters. Default: ``None``.
+        dtype: Keyword only. The dtype of the parameters. Default: ``None``.
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'mean'``.
+        label_smoothing: Label smoothing factor in ``[0, 1)``. Default: ``0``.
+        ignore_index: A target value left out of the loss and the ``'mean'``.
+            Default: ``None``.
+        class_weights: One weight per class, a registered buffer (moves with
+            ``.to()``, saved in ``state_dict``). Default: ``None``.
+        softcap: Cap the logits at ``±softcap`` (``softcap * tanh(x /
+            softcap)``). Default: ``None``.
+        chunk_size: Rows per chunk, or ``(rows, classes)`` per tile of logits.
+            Default: ``None`` (see :func:`anyloss.linear_cross_entropy`).
+
+    Raises:
+        TypeError: An option of the wrong type.
+        ValueError: An option out of range, an unknown reduction.
+
+    Examples:
+        >>> import torch
+        >>> from anyloss.torch import LinearCrossEntropyLoss
+        >>> _ = torch.manual_seed(0)
+        >>> head = LinearCrossEntropyLoss(16, 1000, ignore_index=-100)
+        >>> hidden = torch.randn(8, 16, requires_grad=True)
+        >>> targets = torch.tensor([1, 5, 7, 999, 0, -100, 3, 3])
+        >>> loss = head(hidden, targets)
+        >>> loss.backward()
+        >>> head.weight.grad.shape
+        torch.Size([1000, 16])
+    """
+
+    loss_function: ClassVar[Callable[..., Any]] = linear_cross_entropy
+    arrays: ClassVar[tuple[str, ...]] = ("hidden", "targets")
+    options: ClassVar[dict[str, Any]] = {
+        "reduction": "mean",
+        "label_smoothing": 0.0,
+        "ignore_index": None,
+        "class_weights": None,
+        "softcap": None,
+        "chunk_size": None,
+    }
+    torch_twin: ClassVar[str | None] = "LinearCrossEntropyLoss"
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        bias: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        ignore_index: int | None = None,
+        class_weights: Any = None,
+        softcap: float | None = None,
+        chunk_size: int | tuple[int, int] | None = None,
+    ) -> None:
+        func = "linear_cross_entropy"
+        name = type(self).__name__
+        for arg, value in (("in_features", in_features), ("num_classes", num_classes)):
+            if _int(name, arg, value) < 1:
+                raise ValueError(f"{name}(): {arg} must be >= 1, got {value}")
+        check_reduction(func, reduction)
+        super().__init__()
+        self.in_features = int(in_features)
+        self.num_classes = int(num_classes)
+        self.reduction: Reduction = reduction  # type: ignore[assignment]
+        self.label_smoothing = number(
+            func, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True
+        )
+        self.ignore_index = optional_int(func, "ignore_index", ignore_index)
+        self.softcap = _softcap(softcap)
+        _chunk_size(chunk_size)  # checked as the function checks it
+        self.chunk_size = tuple(chunk_size) if isinstance(chunk_size, list) else chunk_size
+        kw = {"device": device, "dtype": dtype}
+        self.weight = torch.nn.Parameter(torch.empty((self.num_classes, self.in_features), **kw))
+        if bias:
+            self.bias = torch.nn.Parameter(torch.empty((self.num_classes,), **kw))
+        else:
+            self.register_parameter("bias", None)
+        weights = None
+        if class_weights is not None:
+            weights = _buffer(name, func, "class_weights", class_weights)
+            if weights.shape != (self.num_classes,):
+                raise ValueError(
+                    f"{name}(): class_weights must have one weight per class, shape "
+                    f"({self.num_classes},), got {tuple(weights.shape)}"
+                )
+        self.register_buffer("class_weights", weights)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialize ``weight`` and ``bias`` as ``torch.nn.Linear`` does."""
+        torch.nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features)
+            torch.nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of ``hidden`` (``(..., in_features)``) against the class
+        indices ``targets`` (the shape of ``hidden`` without its last axis)."""
+        loss: torch.Tensor = linear_cross_entropy(
+            hidden,
+            self.weight,
+            targets,
+            self.bias,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+            ignore_index=self.ignore_index,
+            class_weights=self.class_weights,
+            softcap=self.softcap,
+            chunk_size=self.chunk_size,
+        )
+        return loss
+
+    def extra_repr(self) -> str:
+        """The sizes, and the options that differ from their defaults."""
+        shown = [f"in_features={self.in_features}", f"num_classes={self.num_classes}"]
+        shown.append(f"bias={self.bias is not None}")
+        for option, default in type(self).options.items():
+            value = getattr(self, option)
+            if isinstance(value, torch.Tensor):
+                shown.append(f"{option}=tensor(shape={tuple(value.shape)})")
+            elif value != default:
+                shown.append(f"{option}={value!r}")
+        return ", ".join(shown)
