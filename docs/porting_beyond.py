@@ -7,7 +7,7 @@ inputs. ``tests/test_porting.py`` runs each of them; the "Beyond MLX" part of
 the Porting page is generated from this file at build time and shows the
 same functions, so it claims no equivalence the tests do not check.
 
-``NAMES`` is the table behind that part: for each of the ten losses beyond
+``NAMES`` is the table behind that part: for each of the eleven losses beyond
 MLX and each keyword-only option of the core losses, the counterpart of every
 framework (``"(none)"`` where it has none), how its arguments differ, what its
 inputs are and its default reduction. A counterpart described as ``"(none;
@@ -111,6 +111,11 @@ ctc_log_probs = ctc_logits - np.log(np.exp(ctc_logits).sum(-1, keepdims=True))
 ctc_targets = np.array([[1, 2, 2], [3, 1, 0]])  # padded: row 1 has 2 labels
 input_lengths = np.array([6, 5])
 target_lengths = np.array([3, 2])
+
+hidden = rng.standard_normal((6, 4)).astype(f32)  # 6 tokens, hidden size 4
+head = rng.standard_normal((10, 4)).astype(f32)  # output layer: 10 classes x 4
+head_bias = rng.standard_normal(10).astype(f32)
+tokens = np.array([1, 9, 0, 4, 4, 7])  # the next tokens
 # [/inputs]
 
 
@@ -558,6 +563,39 @@ def pos_weight_optax():
 # --------------------------------------------------------------------------
 # The counterparts tabulated on the Porting page
 # --------------------------------------------------------------------------
+# linear_cross_entropy
+# --------------------------------------------------------------------------
+
+
+@example("linear_cross_entropy", "torch")
+def linear_cross_entropy_torch():
+    import torch
+    import torch.nn.functional as F
+
+    # Same order; the bias is the keyword linear_bias=.
+    theirs = F.linear_cross_entropy(
+        torch.from_numpy(hidden),
+        torch.from_numpy(head),
+        torch.from_numpy(tokens),
+        linear_bias=torch.from_numpy(head_bias),
+    )
+    ours = anyloss.linear_cross_entropy(hidden, head, tokens, head_bias)
+    return theirs, ours
+
+
+@example("linear_cross_entropy", "optax")
+def linear_cross_entropy_optax():
+    import jax.numpy as jnp
+    import optax
+
+    # No fused form in optax: the logits are formed, and the loss is per token.
+    logits = jnp.asarray(hidden) @ jnp.asarray(head).T + jnp.asarray(head_bias)
+    theirs = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(tokens))
+    ours = anyloss.linear_cross_entropy(hidden, head, tokens, head_bias, reduction="none")
+    return theirs, ours
+
+
+# --------------------------------------------------------------------------
 
 #: The columns of each table: "anyloss" first, then FRAMEWORKS.
 COLUMNS = {"anyloss": "anyloss", **{fw: title for fw, (title, _) in FRAMEWORKS.items()}}
@@ -570,13 +608,14 @@ ROWS = {
     "reduction": "Default reduction",
 }
 
-#: The entries in page order, grouped: the ten losses, then the options.
+#: The entries in page order, grouped: the eleven losses, then the options.
 GROUPS: dict[str, list[str]] = {
     "Focal and overlap": ["sigmoid_focal_loss", "softmax_focal_loss", "dice_loss"],
     "Margin": ["squared_hinge_loss", "multiclass_hinge_loss", "cosine_embedding_loss"],
     "Counts": ["poisson_nll_loss"],
     "Contrastive": ["info_nce_loss", "nt_xent_loss"],
     "Sequence": ["ctc_loss"],
+    "Language-model heads": ["linear_cross_entropy"],
     "Options of the core losses": ["ignore_index", "class_weights", "pos_weight"],
 }
 
@@ -841,6 +880,31 @@ NAMES: dict[str, dict[str, dict[str, str]]] = {
             "reduction": "none (per sequence)",
         },
     },
+    "linear_cross_entropy": {
+        "anyloss": {
+            "name": "``linear_cross_entropy``",
+            "args": "``hidden, weight, targets, bias=None, *, reduction, label_smoothing, "
+            "ignore_index, class_weights, softcap, chunk_size``",
+            "inputs": "hidden states ``(..., H)``, the layer's ``weight`` ``(V, H)``, class "
+            "indices; the logits are never formed",
+            "reduction": "``'mean'``",
+        },
+        "torch": {
+            "name": "``F.linear_cross_entropy``",
+            "args": "``input, linear_weight, target, *, linear_bias, weight, reduction, "
+            "ignore_index, label_smoothing, options`` (same order; ``weight`` is "
+            "``class_weights``)",
+            "inputs": "``(N, H)`` or ``(H,)``; chunked only with ``options=`` given",
+            "reduction": "``'mean'``",
+        },
+        "optax": {
+            "name": "(none; ``softmax_cross_entropy_with_integer_labels(h @ W.T + b, y)``)",
+            "args": "—",
+            "inputs": "the full logits, formed first",
+            "reduction": _PER_EXAMPLE,
+        },
+        "keras": {"name": _NONE},
+    },
     "ignore_index": {
         "anyloss": {
             "name": "``cross_entropy`` / ``nll_loss``",
@@ -966,6 +1030,14 @@ TRIP_UPS: dict[str, list[str]] = {
         "PyTorch's and anyloss's ``'mean'`` divide each loss by its target length; "
         "optax and Keras return the plain per-sequence loss.",
         "optax and Keras take logits; anyloss and PyTorch take log-probabilities.",
+    ],
+    "linear_cross_entropy": [
+        "``weight`` is the output layer's, ``(V, H)`` as ``torch.nn.Linear.weight``; "
+        "PyTorch's ``weight=`` keyword is the class weights, ``class_weights=`` here.",
+        "PyTorch ignores targets equal to -100 by default; anyloss only with "
+        "``ignore_index=-100``.",
+        "anyloss never forms the logits, with or without options, on every library; "
+        "``F.linear_cross_entropy`` chunks only when given ``options=``.",
     ],
     "ignore_index": [
         "PyTorch ignores targets equal to -100 **by default**; anyloss raises on such an "

@@ -36,6 +36,7 @@ BEYOND = [
     "sigmoid_focal_loss", "softmax_focal_loss", "dice_loss",
     "squared_hinge_loss", "multiclass_hinge_loss", "cosine_embedding_loss",
     "poisson_nll_loss", "info_nce_loss", "nt_xent_loss", "ctc_loss",
+    "linear_cross_entropy",
 ]  # fmt: skip
 OPTIONS = ["ignore_index", "class_weights", "pos_weight"]
 

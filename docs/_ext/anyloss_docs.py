@@ -4,6 +4,9 @@ On ``builder-inited`` it writes, under ``docs/_generated/``:
 
 - ``plots/<loss>.png`` and ``plots/<loss>.rst``: one figure per loss
   (:mod:`loss_plots`), redrawn only when anyloss or the plot script changed;
+- ``linear/linear_memory.png`` and ``.rst``: the memory figure of the linear
+  cross entropy page, measured with ``tracemalloc`` (:mod:`linear_memory`),
+  redone only when anyloss or the script changed;
 - ``build/porting.rst``: the per-loss sections of the Porting page, generated
   from ``docs/porting_examples.py`` (the file ``tests/test_porting.py`` runs);
 - ``build/porting_beyond.rst``: its "Beyond MLX" part, the losses and options
@@ -445,6 +448,7 @@ def _write(path: pathlib.Path, text: str) -> None:
 
 
 def generate(app: Sphinx) -> None:
+    import linear_memory
     import loss_plots
     import porting_beyond
     import porting_examples
@@ -454,6 +458,8 @@ def generate(app: Sphinx) -> None:
     drawn = loss_plots.write_all(GENERATED / "plots")
     if drawn:
         logger.info("anyloss_docs: drew %d loss plots", len(drawn))
+    if linear_memory.write(GENERATED / "linear"):
+        logger.info("anyloss_docs: measured and drew the linear cross entropy's memory")
     _write(BUILD / "porting.rst", porting_rst(porting_examples))
     _write(BUILD / "porting_beyond.rst", beyond_rst(porting_beyond))
     write_results()

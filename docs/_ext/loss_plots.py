@@ -176,6 +176,19 @@ def _ctc(steps: int) -> Callable[[np.ndarray], np.ndarray]:
     return f
 
 
+def _linear(cap: float | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Four classes, weight rows (1, 0), (-1, 0), (0, 1), (0, -1); the hidden
+    vector (a, 0.5), target class 0: the logits are (a, -a, 0.5, -0.5)."""
+    weight = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+
+    def f(a: np.ndarray) -> np.ndarray:
+        hidden = np.stack([a, np.full_like(a, 0.5)], axis=-1)
+        targets = np.zeros(len(a), dtype=int)
+        return anyloss.linear_cross_entropy(hidden, weight, targets, reduction="none", softcap=cap)
+
+    return f
+
+
 ERROR = "error  (prediction - target)"
 
 PLOTS: dict[str, Plot] = {
@@ -406,6 +419,16 @@ PLOTS: dict[str, Plot] = {
         "NT-Xent loss of one anchor of a batch of four 2-D embeddings (labels 0, 0, 1, 1) "
         "as the cosine with its positive moves, its two negatives fixed at about 120 "
         "degrees from it.",
+    ),
+    "linear_cross_entropy": Plot(
+        "first component a of the hidden vector (a, 0.5)",
+        _grid(-6, 6),
+        [(f"softcap={c}", _linear(c)) for c in (None, 4.0, 2.0)],
+        "Linear cross entropy of one token: four classes whose weight rows are (1, 0), "
+        "(-1, 0), (0, 1) and (0, -1), target class 0, as the hidden vector (a, 0.5) "
+        "moves, so that the logits are (a, -a, 0.5, -0.5). A softcap bounds the logits "
+        "(c tanh(x / c)): the loss then levels off above 0 however far the target's "
+        "logit leads, and its gradient fades.",
     ),
     "ctc_loss": Plot(
         "logit of the label at every step (the blank's logit 0)",
