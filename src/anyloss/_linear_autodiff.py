@@ -29,15 +29,9 @@ from typing import Any
 
 from ._backend import Backend
 from ._linear_chunks import Options, run
+from ._reduction import _total
 
 __all__ = ["jax_rows", "jax_total", "mlx_rows"]
-
-
-def _sum(be: Backend, loss: Any) -> Any:
-    """The sum of the per-row losses, accumulated in the wide dtype."""
-    from ._reduction import _total
-
-    return _total(be, loss)
 
 
 # -- JAX ----------------------------------------------------------------------------
@@ -60,7 +54,7 @@ def _jax_functions() -> tuple[Any, Any]:
     def _value(
         be: Backend, opt: Options, h: Any, w: Any, b: Any, t: Any, kept: Any, cw: Any
     ) -> Any:
-        return _sum(be, run(be, h, w, b, t, kept, cw, opt).loss)
+        return _total(be, run(be, h, w, b, t, kept, cw, opt).loss)
 
     total = jax.custom_vjp(_value, nondiff_argnums=(0, 1))
 
@@ -69,7 +63,7 @@ def _jax_functions() -> tuple[Any, Any]:
     ) -> Any:
         coef = jnp.ones((h.shape[0],), w.dtype)
         res = run(be, h, w, b, t, kept, cw, opt, coef)
-        return _sum(be, res.loss), (
+        return _total(be, res.loss), (
             res.d_hidden,  # cast to the dtype of h once scaled
             jnp.zeros((0,), h.dtype),
             res.d_weight,

@@ -154,10 +154,6 @@ def _argmax(be: Backend, x: Any) -> tuple[Any, Any]:
     return _take(be, x, a), a
 
 
-def _device(be: Backend) -> dict[str, Any]:
-    return {} if be.name == "mlx" else {"device": be.device}
-
-
 # -- one tile -------------------------------------------------------------------
 
 
@@ -315,6 +311,37 @@ def _tile_grad(
 # -- the loop over chunks -------------------------------------------------------
 
 
+def _step(
+    be: Backend,
+    h: Any,
+    w: Any,
+    b: Any,
+    t: Any,
+    cw: Any,
+    opt: Options,
+    coef: Any,
+    stats: tuple[Any, Any] | None,
+    d_weight: Any,
+    d_bias: Any,
+) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """One chunk of rows: ``(loss, m, rest, d_hidden, d_weight, d_bias)``; the
+    first pass unless ``stats`` gives ``(m, rest)`` (``loss`` is then None),
+    the second where ``coef`` is given (else ``d_hidden`` is None)."""
+    loss = tile = None
+    if stats is None:
+        st, tile = _first_pass(be, h, w, b, t, cw, opt, keep=coef is not None)
+        loss, m, rest = _row_loss(be, st, t, cw, opt), st.m, st.rest
+    else:
+        m, rest = stats
+    dh = None
+    if coef is not None:
+        reuse = tile if opt.block >= opt.num_classes else None
+        dh, d_weight, d_bias = _second_pass(
+            be, h, w, b, t, cw, opt, m, rest, coef, d_weight, d_bias, reuse
+        )
+    return loss, m, rest, dh, d_weight, d_bias
+
+
 def run(
     be: Backend,
     h: Any,
@@ -350,40 +377,41 @@ def run(
     losses, ms, rests, d_hidden = [], [], [], []
     d_weight = d_bias = None
     if coef is not None:
-        d_weight = xp.zeros(w.shape, dtype=dtype, **_device(be))
+        d_weight = be.full(w.shape, 0.0, dtype)
         if b is not None:
-            d_bias = xp.zeros(b.shape, dtype=dtype, **_device(be))
+            d_bias = be.full(b.shape, 0.0, dtype)
     for start in range(0, n, opt.chunk):
         stop = min(n, start + opt.chunk)
-        hc = be.cast(h[start:stop, :], dtype)
-        tc = t[start:stop]
-        tile = None
+        loss, m, rest, dh, d_weight, d_bias = _step(
+            be,
+            be.cast(h[start:stop, :], dtype),
+            w,
+            b,
+            t[start:stop],
+            cw,
+            opt,
+            None if coef is None else coef[start:stop],
+            None if stats is None else (stats[0][start:stop], stats[1][start:stop]),
+            d_weight,
+            d_bias,
+        )
         if stats is None:
-            st, tile = _first_pass(be, hc, w, b, tc, cw, opt, keep=coef is not None)
-            losses.append(_row_loss(be, st, tc, cw, opt))
-            m, rest = st.m, st.rest
+            losses.append(loss)
             ms.append(m)
             rests.append(rest)
-        else:
-            m, rest = stats[0][start:stop], stats[1][start:stop]
-        if coef is None:
-            continue
-        reuse = tile if opt.block >= opt.num_classes else None
-        dh, d_weight, d_bias = _second_pass(
-            be, hc, w, b, tc, cw, opt, m, rest, coef[start:stop], d_weight, d_bias, reuse
-        )
-        d_hidden.append(dh)
+        if dh is not None:
+            d_hidden.append(dh)
     loss = m_all = rest_all = None
     if stats is None:
         if not losses:  # no rows
-            loss, m_all, rest_all = (xp.zeros((0,), dtype=dtype, **_device(be)) for _ in "lmr")
+            loss, m_all, rest_all = (be.full((0,), 0.0, dtype) for _ in "lmr")
         else:
             loss, m_all, rest_all = (_cat(be, parts) for parts in (losses, ms, rests))
         if kept is not None:
             loss = xp.where(kept, loss, zero)
     if coef is None:
         return Result(loss, m_all, rest_all)
-    dh = _cat(be, d_hidden) if d_hidden else xp.zeros((0, w.shape[1]), dtype=dtype, **_device(be))
+    dh = _cat(be, d_hidden) if d_hidden else be.full((0, w.shape[1]), 0.0, dtype)
     return Result(loss, m_all, rest_all, dh, d_weight, d_bias)
 
 
@@ -479,23 +507,24 @@ def _run_scan(
         xs["m"], xs["rest"] = chunks(stats[0]), chunks(stats[1])
 
     def body(carry: Any, x: Any) -> Any:
-        hc = x["h"].astype(dtype)
-        tc = x["t"]
-        out: dict[str, Any] = {}
-        tile = None
-        if stats is None:
-            st, tile = _first_pass(be, hc, w, b, tc, cw, opt, keep=coef is not None)
-            out["loss"] = _row_loss(be, st, tc, cw, opt)
-            m, rest = out["m"], out["rest"] = st.m, st.rest
-        else:
-            m, rest = x["m"], x["rest"]
-        if coef is None:
-            return carry, out
-        reuse = tile if opt.block >= opt.num_classes else None
-        dw, db = carry
-        out["dh"], dw, db = _second_pass(
-            be, hc, w, b, tc, cw, opt, m, rest, x["coef"], dw, db, reuse
+        dw, db = (None, None) if carry is None else carry
+        loss, m, rest, dh, dw, db = _step(
+            be,
+            x["h"].astype(dtype),
+            w,
+            b,
+            x["t"],
+            cw,
+            opt,
+            x.get("coef"),
+            None if stats is None else (x["m"], x["rest"]),
+            dw,
+            db,
         )
+        out = {} if stats is not None else {"loss": loss, "m": m, "rest": rest}
+        if dh is None:
+            return carry, out
+        out["dh"] = dh
         return (dw, db), out
 
     init = None

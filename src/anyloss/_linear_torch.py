@@ -18,14 +18,9 @@ from torch import Tensor
 
 from ._backend import Backend, resolve
 from ._linear_chunks import Options, run
+from ._reduction import _total
 
 __all__ = ["torch_rows", "torch_total"]
-
-
-def _sum(be: Backend, loss: Any) -> Any:
-    from ._reduction import _total
-
-    return _total(be, loss)
 
 
 def _be(h: Any, w: Any) -> Backend:
@@ -65,7 +60,7 @@ def total(
     if with_grad:
         coef = torch.ones(h.shape[0], dtype=w.dtype, device=w.device)
     res = run(be, h, w, b, t, kept, cw, opt, coef)
-    value = _sum(be, res.loss)
+    value = _total(be, res.loss)
     if not with_grad:
         empty = w.new_empty((0,))
         return value, empty, empty.clone(), empty.clone()
