@@ -1822,6 +1822,27 @@ def run_anyloss(case: Case, backend: Any) -> np.ndarray:
     return backend.to_numpy(out)
 
 
+def run_compiled(case: Case, backend: Any) -> np.ndarray:
+    """``anyloss.<loss>`` on ``backend`` under its compiler: ``jax.jit`` on
+    JAX, ``mx.compile`` on MLX (the options as constants of the trace)."""
+    import anyloss
+
+    args, kwargs = case.inputs()
+    opts = {k: backend.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    fn = getattr(anyloss, case.loss)
+
+    def call(*arrays: Any) -> Any:
+        return fn(*arrays, **opts)
+
+    if backend.name == "jax":
+        compiled = backend.module.jit(call)
+    elif backend.name == "mlx":
+        compiled = backend.module.compile(call)
+    else:
+        raise ValueError(f"no compiler for {backend.name}")
+    return backend.to_numpy(compiled(*(backend.asarray(a) for a in args)))
+
+
 def run_naive(case: Case) -> np.ndarray:
     args, kwargs = case.inputs()
     return naive_reduced(case.loss, args, kwargs)

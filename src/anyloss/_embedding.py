@@ -18,7 +18,16 @@ from ._checks import (
     public,
     same_shape,
 )
-from ._compensated import dd_add, dd_dot, dd_finish, dd_sqrt, dd_sum, two_prod, two_sum
+from ._compensated import (
+    dd_add,
+    dd_dots,
+    dd_finish,
+    dd_sqrt,
+    dd_sums,
+    two_prod,
+    two_square,
+    two_sum,
+)
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 from .kernels import fast
@@ -55,20 +64,12 @@ def _unscale(be: Backend, x: Any, s: Any) -> Any:
 # -- double-word arithmetic ---------------------------------------------------
 #
 # The dot products, norms and distances are carried as unevaluated sums hi + lo
-# of the computation dtype (see _compensated.py), summed pairwise along the axis
-# in a fixed order: the result is as if computed in twice the precision, and
-# does not depend on the memory layout (C or Fortran order) as a library's own
-# sum can. That dtype is float64 where the library has it (float32 inputs are
-# widened first) and float32 on MLX: there too the loss is within a few ulp,
-# where a plain float32 sum is hundreds of ulp off. Not yet under JAX without
-# x64: XLA's CPU code for the pairwise error-free sums is about 10x slower than
-# its own sums (cosine 65536x256 forward+backward 692 ms against 62 ms).
-
-
-def _double_word(be: Backend, x: Any) -> bool:
-    """Whether ``x``'s dot products and distances run in double-word arithmetic
-    (see above): everywhere but float32 under JAX."""
-    return not (be.name == "jax" and x.dtype == be.xp.float32)
+# of the computation dtype (see _compensated.py) and summed with every rounding
+# error kept: the result is as if computed in twice the precision, and does not
+# depend on the memory layout (C or Fortran order) as a library's own sum can.
+# That dtype is float64 where the library has it (float32 inputs are widened
+# first) and float32 on MLX and on JAX without x64: there too the loss is within
+# a few ulp, where a plain float32 sum is hundreds of ulp off.
 
 
 def _pow2_below(be: Backend, peak: Any) -> Any:
@@ -108,7 +109,7 @@ def cosine_similarity_loss(
     by their largest entry before the norms are taken, so magnitudes of
     ``1e20`` or ``1e-20`` neither overflow nor underflow. The dot products and
     norms are double-word sums (twice the precision of the computation, also
-    in float32 on MLX; not yet on JAX without x64): a few ulp even where the
+    in float32 on MLX and on JAX without x64): a few ulp even where the
     dot product cancels, in C or Fortran order.
 
     Args:
@@ -146,20 +147,22 @@ def cosine_similarity_loss(
     a, b = be.cast(a, be.wide), be.cast(b, be.wide)
     if a.ndim != len(shape) or b.ndim != len(shape):
         a, b = xp.broadcast_arrays(a, b)
-    if _double_word(be, a):
-        # the dot product may cancel to far below its terms: double-word sums
-        # of vectors scaled exactly (by powers of two)
-        s1, s2 = _pow2_scale(be, a, ax), _pow2_scale(be, b, ax)
-        u1, u2 = _unscale(be, a, s1), _unscale(be, b, s2)
-        dot = dd_finish(be, *dd_dot(be, u1, u2, ax))
-        sq1 = dd_finish(be, *dd_dot(be, u1, u1, ax))
-        sq2 = dd_finish(be, *dd_dot(be, u2, u2, ax))
-        norms = xp.sqrt(sq1) * xp.sqrt(sq2)
-    else:
-        s1, s2 = _scale(be, a, ax), _scale(be, b, ax)
-        u1, u2 = _unscale(be, a, s1), _unscale(be, b, s2)
-        dot = xp.sum(u1 * u2, axis=ax)
-        norms = xp.sqrt(xp.sum(u1 * u1, axis=ax)) * xp.sqrt(xp.sum(u2 * u2, axis=ax))
+    return reduce(be, _cosine(be, a, b, ax, eps), reduction)
+
+
+def _cosine(be: Backend, a: Any, b: Any, ax: int, eps: float) -> Any:
+    """The cosine similarity of the rows of ``a`` and ``b`` along ``ax``.
+
+    The dot product may cancel to far below its terms: it and the norms are
+    double-word sums (on JAX one reduction for the three) of the vectors
+    scaled exactly (by powers of two)."""
+    xp = be.xp
+    s1, s2 = _pow2_scale(be, a, ax), _pow2_scale(be, b, ax)
+    u1, u2 = _unscale(be, a, s1), _unscale(be, b, s2)
+    dot, sq1, sq2 = (
+        dd_finish(be, *pair) for pair in dd_dots(be, [(u1, u2), (u1, u1), (u2, u2)], ax)
+    )
+    norms = xp.sqrt(sq1) * xp.sqrt(sq2)
     s1, s2 = xp.squeeze(s1, axis=ax), xp.squeeze(s2, axis=ax)
     # ||x1|| ||x2|| >= eps, decided without forming the product (it over- or
     # underflows in the right direction if it has to).
@@ -172,54 +175,39 @@ def cosine_similarity_loss(
         some, dot / xp.where(large & some, norms, one), be.scalar(float("nan"), be.wide)
     )
     by_eps = dot * xp.where(large, zero, (s1 / eps) * s2) if eps > 0 else zero
-    return reduce(be, xp.where(large, by_norms, by_eps), reduction)
+    return xp.where(large, by_norms, by_eps)
 
 
-def _pow(be: Backend, x: Any, p: float) -> Any:
-    if p == 1.0:
-        return x
-    if p == 2.0:
-        return x * x
-    return be.xp.pow(x, be.scalar(p, x.dtype))
-
-
-def _plain_where_infinite(
-    be: Backend,
-    a: Any,
-    pos: Any,
-    neg: Any,
-    axis: int,
-    p: float,
-    margin: float,
-    eps: float,
-    loss: Any,
-) -> Any:
+def _plain_where_infinite(be: Backend, a: Any, pos: Any, neg: Any, axis: int, loss: Any) -> Any:
     """``loss``, except in the rows with an infinite (or NaN) entry.
 
-    There a distance is inf (or NaN), and the scaled and error-free forms
-    would form ``inf - inf`` or ``inf / inf``; the plain formula gives the
-    answer: ``inf - finite`` (a loss of inf or 0), ``inf - inf`` NaN (as MLX).
-    The finite rows go through it as zeros, so it neither overflows nor
-    sends a NaN into their gradient.
+    There the scaled and error-free forms would form ``inf - inf`` or
+    ``inf / inf``. The plain formula's answer depends only on which
+    distances are infinite or NaN, read from the differences without
+    computing any distance: a NaN difference, or both distances infinite
+    (``inf - inf``), give NaN (as MLX); ``d(a, pos)`` infinite gives inf;
+    ``d(a, neg)`` infinite gives 0. Every entry that is not finite makes one
+    of the two differences so.
     """
     xp = be.xp
     if any(d == 0 for d in a.shape):  # no entry (and MLX hangs on empty reductions)
         return loss
     rows = xp.all(xp.isfinite(a) & xp.isfinite(pos) & xp.isfinite(neg), axis=axis)
-    keep = xp.expand_dims(rows, axis=axis)
-    zero = be.scalar(0.0, a.dtype)
-    a0, p0, n0 = (xp.where(keep, zero, v) for v in (a, pos, neg))
-
-    def distance(u: Any, v: Any) -> Any:
-        s = xp.sum(_pow(be, xp.abs(u - v), p), axis=axis) + eps
-        return xp.sqrt(s) if p == 2.0 else xp.pow(s, be.scalar(1.0 / p, s.dtype))
-
-    plain = xp.maximum(distance(a0, p0) - distance(a0, n0) + margin, zero)
+    dp, dn = a - pos, a - neg  # their values are not used, only their classes
+    nan = xp.any(xp.isnan(dp) | xp.isnan(dn), axis=axis)
+    inf_p, inf_n = xp.any(xp.isinf(dp), axis=axis), xp.any(xp.isinf(dn), axis=axis)
+    dt = loss.dtype
+    plain = xp.where(
+        nan | (inf_p & inf_n),
+        be.scalar(float("nan"), dt),
+        xp.where(inf_p, be.scalar(float("inf"), dt), be.scalar(0.0, dt)),
+    )
     return xp.where(rows, loss, plain)
 
 
 def _triplet_gap(be: Backend, a: Any, pos: Any, neg: Any, axis: int, p: float, eps: float) -> Any:
-    """``d(a, pos) - d(a, neg)`` with ``d(u, v) = (sum |u - v|^p + eps)^(1/p)``.
+    """``d(a, pos) - d(a, neg)`` with ``d(u, v) = (sum |u - v|^p + eps)^(1/p)``,
+    for ``p`` other than 1 and 2 (those take :func:`_triplet_loss_dd`).
 
     - The inputs are halved (``h = 1/2``) in the rows where one exceeds half
       the largest float, so that their differences are finite.
@@ -229,10 +217,6 @@ def _triplet_gap(be: Backend, a: Any, pos: Any, neg: Any, axis: int, p: float, e
       ``>= 1``): their difference is finite where each distance overflows
       (``+-1e308``), and ``eps / c^2`` is not ``0 / 0`` where ``c^2``
       underflows (differences of ``1e-200`` with ``eps = 0``).
-    - For ``p = 2``, ``d_p - d_n = (S_p - S_n) / (d_p + d_n)`` with
-      ``S_p - S_n = sum (dp - dn)(dp + dn)`` (eps cancels): no cancellation
-      of two nearly equal distances; for float32 inputs computed in float64
-      every product is exact, so only the sums round.
     """
     xp = be.xp
     dt = a.dtype
@@ -243,7 +227,7 @@ def _triplet_gap(be: Backend, a: Any, pos: Any, neg: Any, axis: int, p: float, e
     h = be.stop_gradient(h)
     ah = a * h
     dp, dn = ah - pos * h, ah - neg * h
-    root = math.sqrt(eps) if p == 2.0 else eps ** (1.0 / p)
+    root = eps ** (1.0 / p)
     peak = xp.maximum(
         amax(be, xp.abs(dp), axis=axis, keepdims=True),
         amax(be, xp.abs(dn), axis=axis, keepdims=True),
@@ -254,20 +238,10 @@ def _triplet_gap(be: Backend, a: Any, pos: Any, neg: Any, axis: int, p: float, e
     c = _pow2_below(be, peak)  # scaled differences are below 4
     sp, sn = _unscale(be, dp, c), _unscale(be, dn, c)
     c, h = xp.squeeze(c, axis=axis), xp.squeeze(h, axis=axis)
-    if p == 2.0:
-        q = ((eps * (h * h)) / c) / c
-        rp = xp.sqrt(xp.sum(sp * sp, axis=axis) + q)
-        rn = xp.sqrt(xp.sum(sn * sn, axis=axis) + q)
-        num = xp.sum((sp - sn) * (sp + sn), axis=axis)
-        den = rp + rn
-        # a = pos = neg with eps = 0: 0 / 0 is a gap of 0
-        ratio = num / xp.where(den > be.scalar(0.0, dt), den, one)
-        return (c * ratio) / h
-    q = _pow(be, (root * h) / c, p)
-    inner_p = xp.sum(_pow(be, xp.abs(sp), p), axis=axis) + q
-    inner_n = xp.sum(_pow(be, xp.abs(sn), p), axis=axis) + q
-    if p == 1.0:
-        return (c * (inner_p - inner_n)) / h
+    pw = be.scalar(p, dt)
+    q = xp.pow((root * h) / c, pw)
+    inner_p = xp.sum(xp.pow(xp.abs(sp), pw), axis=axis) + q
+    inner_n = xp.sum(xp.pow(xp.abs(sn), pw), axis=axis) + q
     inv = be.scalar(1.0 / p, dt)
     return (c * (xp.pow(inner_p, inv) - xp.pow(inner_n, inv))) / h
 
@@ -305,26 +279,28 @@ def _triplet_loss_dd(
     c, h = xp.squeeze(c, axis=axis), xp.squeeze(h, axis=axis)
     if p == 1.0:
         # sum |dp| - sum |dn| (eps cancels)
-        sp = dd_sum(be, xp.abs(dp), xp.where(dp < zero, -dp_lo, dp_lo), axis)
-        sn = dd_sum(be, xp.abs(dn), xp.where(dn < zero, -dn_lo, dn_lo), axis)
+        signed = [
+            (xp.abs(d), xp.where(d < zero, -d_lo, d_lo)) for d, d_lo in ((dp, dp_lo), (dn, dn_lo))
+        ]
+        sp, sn = dd_sums(be, signed, axis)
         g, g_lo = dd_add(sp, (-sn[0], -sn[1]))
     else:
         # (S_p - S_n) / (d_p + d_n), S_p - S_n = sum (neg - pos)(dp + dn)
         y, y_lo = two_sum(dp, dn)
         y_lo = y_lo + (dp_lo + dn_lo)
-        prod, prod_err = two_prod(x, y)
-        num = dd_sum(be, prod, prod_err + (x * y_lo + x_lo * y), axis)
-        q = ((eps * (h * h)) / c) / c
-        roots = []
+        prod, prod_err = two_prod(x, y, be)
+        terms = [(prod, prod_err + (x * y_lo + x_lo * y))]
         for d, d_lo in ((dp, dp_lo), (dn, dn_lo)):
-            sq, sq_err = two_prod(d, d)
-            total = dd_add(dd_sum(be, sq, sq_err + 2.0 * (d * d_lo), axis), (q, zero))
-            roots.append(dd_sqrt(be, *total))
+            sq, sq_err = two_square(d, be)
+            terms.append((sq, sq_err + 2.0 * (d * d_lo)))
+        num, sum_p, sum_n = dd_sums(be, terms, axis)  # one reduction on JAX
+        q = ((eps * (h * h)) / c) / c
+        roots = [dd_sqrt(be, *dd_add(total, (q, zero))) for total in (sum_p, sum_n)]
         den, den_lo = dd_add(roots[0], roots[1])
         positive = den > zero  # a = pos = neg with eps = 0: a gap of 0
         den_safe = xp.where(positive, den, one)
         g = num[0] / den_safe
-        t, t_err = two_prod(g, den_safe)
+        t, t_err = two_prod(g, den_safe, be)
         g_lo = (
             (((num[0] - t) - t_err) + num[1]) - g * xp.where(positive, den_lo, zero)
         ) / den_safe
@@ -357,8 +333,8 @@ def triplet_loss(
     ``eps = 0``, a finite gap between inputs of ``+-1e308``) and in float64
     where the array library has it, since their difference cancels for nearly
     equal distances; with ``p`` 1 or 2 in double-word arithmetic up to the
-    margin (twice the precision of the computation: also in float32 on MLX;
-    not yet on JAX without x64).
+    margin (twice the precision of the computation: also in float32 on MLX
+    and on JAX without x64).
 
     Args:
         anchors: The anchor samples.
@@ -411,12 +387,13 @@ def triplet_loss(
     a, pos, neg = (be.cast(v, be.wide) for v in (a, pos, neg))
     if a.ndim != len(shape):
         a = xp.broadcast_to(a, shape)
-    if pdeg in (1.0, 2.0) and _double_word(be, a):
+    zero = be.scalar(0.0, be.wide)
+    if pdeg in (1.0, 2.0):
         loss = _triplet_loss_dd(be, a, pos, neg, ax, pdeg, margin, eps)
     else:
         gap = _triplet_gap(be, a, pos, neg, ax, pdeg, eps)
-        loss = xp.maximum(gap + margin, be.scalar(0.0, be.wide))
-    loss = _plain_where_infinite(be, a, pos, neg, ax, pdeg, margin, eps, loss)
+        loss = xp.maximum(gap + margin, zero)
+    loss = _plain_where_infinite(be, a, pos, neg, ax, loss)
     return reduce(be, loss, reduction)
 
 
