@@ -170,19 +170,38 @@ def dd_sums(be: Backend, pairs: list[tuple[Any, Any]], axis: int) -> list[tuple[
     one reduction per shape (see :func:`_jax_sums`), on MLX compiled (see
     :func:`_mlx_compiled`)."""
     if be.name == "mlx":
-        parts = [x for pair in pairs for x in pair]
-        out = _mlx_compiled("sums", axis % max(x.ndim for x in parts), len(pairs))(*parts)
-        return [(out[i], out[i + 1]) for i in range(0, len(out), 2)]
+        return _mlx_pairs("sums", pairs, axis)
     if be.name != "jax":
         return [pairwise_sum(be, hi, lo, axis) for hi, lo in pairs]
-    pairs = [tuple(be.xp.broadcast_arrays(hi, lo)) for hi, lo in pairs]
+    return _per_shape(
+        be, pairs, axis, lambda group, ps, ax: _jax_sums()(tuple(x for p in ps for x in p), ax)
+    )
+
+
+def _as_pairs(out: Any) -> list[tuple[Any, Any]]:
+    """``(s0, e0, s1, e1, ...)`` as ``[(s0, e0), (s1, e1), ...]``."""
+    return [(out[i], out[i + 1]) for i in range(0, len(out), 2)]
+
+
+def _mlx_pairs(kind: str, pairs: list[tuple[Any, Any]], axis: int) -> list[tuple[Any, Any]]:
+    """MLX's compiled :func:`dd_sums` / :func:`dd_dots` (see :func:`_mlx_compiled`)."""
+    parts = [x for pair in pairs for x in pair]
+    return _as_pairs(_mlx_compiled(kind, axis % max(x.ndim for x in parts), len(pairs))(*parts))
+
+
+def _per_shape(
+    be: Backend, pairs: list[tuple[Any, Any]], axis: int, reduce: Any
+) -> list[tuple[Any, Any]]:
+    """The pairs, each broadcast, reduced by ``reduce(indices, pairs, axis)``
+    one group of equal shapes at a time: one reduction takes operands of one
+    shape (a pair broadcast along the axis sums more terms than another, so
+    it is not the same reduction); the results in the order of ``pairs``."""
+    pairs = [tuple(be.xp.broadcast_arrays(a, b)) for a, b in pairs]
     results: dict[int, tuple[Any, Any]] = {}
-    for shape in dict.fromkeys(tuple(hi.shape) for hi, _ in pairs):
-        group = [i for i, (hi, _) in enumerate(pairs) if tuple(hi.shape) == shape]
-        flat = tuple(x for i in group for x in pairs[i])
-        out = _jax_sums()(flat, axis % len(shape))
-        for k, i in enumerate(group):
-            results[i] = (out[2 * k], out[2 * k + 1])
+    for shape in dict.fromkeys(tuple(a.shape) for a, _ in pairs):
+        group = [i for i, (a, _) in enumerate(pairs) if tuple(a.shape) == shape]
+        out = reduce(group, [pairs[i] for i in group], axis % len(shape))
+        results.update(zip(group, _as_pairs(out), strict=True))
     return [results[i] for i in range(len(pairs))]
 
 
@@ -327,24 +346,18 @@ def dd_dots(be: Backend, pairs: list[tuple[Any, Any]], axis: int) -> list[tuple[
     """:func:`dd_dot` of several pairs of vectors; on JAX in one reduction per
     shape, differentiated as the plain dot products (see :func:`_jax_dots`)."""
     if be.name == "mlx":
-        parts = [x for pair in pairs for x in pair]
-        out = _mlx_compiled("dots", axis % max(x.ndim for x in parts), len(pairs))(*parts)
-        return [(out[i], out[i + 1]) for i in range(0, len(out), 2)]
+        return _mlx_pairs("dots", pairs, axis)
     if be.name != "jax":
         return [dd_dot(be, u, v, axis) for u, v in pairs]
     squares = [u is v for u, v in pairs]  # (before broadcasting makes new arrays)
-    pairs = [tuple(be.xp.broadcast_arrays(u, v)) for u, v in pairs]
-    results: dict[int, tuple[Any, Any]] = {}
-    for shape in dict.fromkeys(tuple(u.shape) for u, _ in pairs):
-        # one reduction takes operands of one shape (a pair broadcast along
-        # the axis sums more terms than another: not the same reduction)
-        group = [i for i, (u, _) in enumerate(pairs) if tuple(u.shape) == shape]
-        us, vs = tuple(pairs[i][0] for i in group), tuple(pairs[i][1] for i in group)
-        square = tuple(squares[i] for i in group)
-        out = _jax_dots()(us, vs, axis % len(shape), square)
-        for k, i in enumerate(group):
-            results[i] = (out[2 * k], out[2 * k + 1])
-    return [results[i] for i in range(len(pairs))]
+    return _per_shape(
+        be,
+        pairs,
+        axis,
+        lambda group, ps, ax: _jax_dots()(
+            tuple(u for u, _ in ps), tuple(v for _, v in ps), ax, tuple(squares[i] for i in group)
+        ),
+    )
 
 
 @functools.cache
