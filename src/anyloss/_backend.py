@@ -254,6 +254,13 @@ class Backend:
 
     # -- dtypes --------------------------------------------------------------
 
+    @property
+    def float32_only(self) -> bool:
+        """Whether float32 is the widest type (MLX, JAX without x64, devices
+        without float64): cancelling losses then carry double words
+        (:mod:`anyloss._compensated`) instead of widening."""
+        return bool(self.wide == getattr(self.xp, "float32", None))
+
     def is_float(self, x: Any) -> bool:
         return bool(self.xp.isdtype(x.dtype, "real floating"))
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ._backend import Backend
@@ -47,7 +48,10 @@ __all__ = [
     "dd_dots",
     "dd_sum",
     "dd_sums",
+    "fast_two_sum",
+    "fused",
     "pairwise_sum",
+    "pow2",
     "two_prod",
     "two_square",
     "two_sum",
@@ -59,6 +63,32 @@ def two_sum(a: Any, b: Any) -> tuple[Any, Any]:
     s = a + b
     bv = s - a
     return s, (a - (s - bv)) + (b - bv)
+
+
+def fast_two_sum(a: Any, b: Any) -> tuple[Any, Any]:
+    """``s, e`` with ``s = fl(a + b)`` and ``a + b = s + e`` exactly, for
+    ``|a| >= |b|`` (or ``a = 0``) (Dekker): renormalizes a double word."""
+    s = a + b
+    return s, b - (s - a)
+
+
+def pow2(be: Backend, k: Any) -> Any:
+    """``2^k`` exactly, for an integer-valued float array ``k`` whose power is
+    a normal number (``|k| <= 126`` in float32, ``1022`` in float64).
+
+    On JAX from the exponent bits: XLA's ``pow`` is exact but costs as much
+    as 20 additions (4 ms on 4M float32 elements, 2-core CPU), and its
+    ``exp2`` is not exact. Elsewhere the library's ``pow`` (on MLX the bit
+    form splits a compiled kernel in two, which costs more than ``pow``)."""
+    if be.name != "jax":
+        return be.xp.pow(be.scalar(2.0, k.dtype), k)
+    jax = sys.modules["jax"]
+    if _precision(k) == 53:
+        ints, bias, shift = jax.numpy.int64, 1023, 52
+    else:
+        ints, bias, shift = jax.numpy.int32, 127, 23
+    bits = (jax.lax.stop_gradient(k).astype(ints) + bias) << shift
+    return jax.lax.bitcast_convert_type(bits, k.dtype)
 
 
 def _splitter(x: Any) -> float:
@@ -244,6 +274,28 @@ def _jax_sums() -> Any:
 
     sums.defjvp(sums_jvp)
     return sums
+
+
+def fused(be: Backend, fn: Callable[..., Any], *static: Any) -> Callable[..., Any]:
+    """``fn(be, *arrays, *static)`` as a function of the arrays, run as one
+    fused kernel where the library has to be asked: on MLX under
+    ``mx.compile`` (the dozens of operations of double-word arithmetic, one
+    kernel each when eager, become one). Elsewhere ``fn`` itself: XLA fuses
+    it under ``jax.jit``. ``static`` are the non-array arguments (flags,
+    Python numbers): one compiled function per distinct value."""
+    if be.name == "mlx":
+        compiled: Callable[..., Any] = _mlx_fused(fn, static)
+        return compiled
+    return lambda *arrays: fn(be, *arrays, *static)
+
+
+@functools.cache
+def _mlx_fused(fn: Callable[..., Any], static: tuple[Any, ...]) -> Any:
+    mx = sys.modules["mlx.core"]
+    from ._backend import resolve
+
+    be = resolve("anyloss", ("x", mx.zeros((), dtype=mx.float32)))
+    return mx.compile(lambda *arrays: fn(be, *arrays, *static))
 
 
 class _MLX:

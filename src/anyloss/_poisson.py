@@ -7,6 +7,8 @@ from typing import Any
 
 from ._backend import Backend, resolve
 from ._checks import Reduction, check_reduction, flag, float_arg, number, public, same_shape
+from ._compensated import dd_finish, fast_two_sum, fused, two_prod, two_sum
+from ._compensated_exp_log import dd_exp, dd_log
 from ._reduction import reduce
 from ._typing import Array, ArrayLike
 
@@ -86,7 +88,8 @@ def poisson_nll_loss(
     :math:`d = x - \log t` (rates: :math:`t\,(q - \log(1 + q)) - \epsilon +
     \frac12 \log(2 \pi t)`, :math:`q = (\lambda + \epsilon - t) / t`), the same
     value without the cancellation of its large terms near the minimum; all in
-    float64 where the array library has it. A target of exactly 0 contributes
+    float64 where the array library has it (log-rates on float32-only
+    libraries: in float32 double words). A target of exactly 0 contributes
     no :math:`t x` term, even where :math:`x = -\infty`.
 
     ``keras.losses.poisson(t, p)`` (mean over the last axis, epsilon ``1e-7``)
@@ -132,6 +135,8 @@ def poisson_nll_loss(
     x = float_arg(be, func, "inputs", inputs, wide)
     t = float_arg(be, func, "targets", targets, wide)
     same_shape(func, ("inputs", x), ("targets", t))
+    if be.float32_only and log_input:
+        return reduce(be, fused(be, _log_input_pairs, full)(x, t), reduction)
     zero, one = be.scalar(0.0, wide), be.scalar(1.0, wide)
     # t = 0 contributes no t * x (t * log(rate)) term: masking the factor too
     # keeps 0 * inf out of the value, the gradient and Dask's warnings
@@ -154,3 +159,48 @@ def poisson_nll_loss(
         scaled = tb * _minus_log1p(be, q, log_rate - log_t) - eps
     with_stirling = scaled + (0.5 * log_t + _HALF_LOG_2PI)
     return reduce(be, xp.where(big, with_stirling, loss), reduction)
+
+
+def _log_input_pairs(be: Backend, x: Any, t: Any, full: bool) -> Any:
+    """The loss of log-rates in float32 alone (MLX, JAX without x64), in
+    double words where it cancels.
+
+    ``e^x - t x`` (:func:`~anyloss._compensated_exp_log.dd_exp` and an
+    exact product): the two terms are equal at ``x = log t`` for
+    ``t = e``, near it in general. With ``full`` (``t > 1``),
+    ``t (e^d - 1 - d) + log(2 pi t) / 2`` needs ``d = x - log t`` to the
+    rounding of ``d`` itself, not of ``log t``: ``log t`` as a double word
+    (:func:`~anyloss._compensated_exp_log.dd_log`); ``e^d - 1 - d`` by its
+    series for ``|d| < 0.5``, else from ``dd_exp(d)``.
+    """
+    xp = be.xp
+    dt = x.dtype
+    zero, one = be.scalar(0.0, dt), be.scalar(1.0, dt)
+    absent = t == zero
+    e_hi, e_lo = dd_exp(be, x)
+    tx_plain = xp.where(absent, zero, t * xp.where(absent, zero, x))
+    plain = e_hi - tx_plain
+    # (a product beyond Dekker's range, an infinite x: the plain loss)
+    exact = ~absent & (xp.abs(x) < be.scalar(2.0**64, dt)) & (t < be.scalar(2.0**64, dt))
+    tx, tx_lo = two_prod(xp.where(exact, t, zero), xp.where(exact, x, zero), be)
+    hi, err = two_sum(e_hi, -tx)
+    loss = xp.where(exact, dd_finish(be, hi, err + (e_lo - tx_lo)), plain)
+    loss = xp.where(xp.isfinite(loss), loss, plain)
+    if not full:
+        return loss
+    big = t > one
+    tb = xp.where(big, t, be.scalar(2.0, dt))  # the t <= 1 entries are not used
+    log_t, log_t_lo = dd_log(be, tb)
+    d, d_lo = two_sum(x, -log_t)
+    d, d_lo = fast_two_sum(d, d_lo - log_t_lo)
+    small = xp.abs(d) < be.scalar(0.5, dt)
+    ds = xp.where(small, d, zero)
+    # e^(d + d_lo) - 1 - d - d_lo = f(d) + (e^d - 1) d_lo, f(d) = d^2 (1/2 + d/6 + ...)
+    near = ds * ds * _horner(be, ds, _EXPM1_MINUS) + ds * xp.where(small, d_lo, zero)
+    g_hi, g_lo = dd_exp(be, xp.where(small, zero, d))
+    a, a_err = two_sum(g_hi, -one)
+    b, b_err = two_sum(a, -d)
+    far = b + ((b_err + a_err) + (g_lo + (g_hi - one) * d_lo))
+    scaled = tb * xp.where(small, near, far)
+    with_stirling = scaled + (0.5 * log_t + _HALF_LOG_2PI)
+    return xp.where(big, with_stirling, loss)

@@ -16,7 +16,8 @@ from ._checks import (
     public,
     same_shape,
 )
-from ._compensated import two_prod, two_sum
+from ._compensated import fused, pow2, two_prod, two_square, two_sum
+from ._compensated_exp_log import dd_log
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 from .kernels import fast
@@ -321,8 +322,9 @@ def gaussian_nll_loss(
         \qquad v = \max(\text{vars}, \epsilon)
 
     The two terms cancel when ``log v`` is negative; the loss is computed in
-    float64 where the array library has it (float64 inputs: in double-double)
-    and returned in the input dtype. ``d^2 / v`` is formed at a scale where
+    float64 where the array library has it, else in double words of the input
+    dtype (float64 inputs; float32 on MLX and JAX without x64), and returned
+    in the input dtype. ``d^2 / v`` is formed at a scale where
     neither ``d * d`` nor ``d / v`` overflows, so subnormal variances and
     errors of ``1e200`` give the finite true value.
 
@@ -356,8 +358,8 @@ def gaussian_nll_loss(
     out = fast(be, func, reduction, inputs=mu, targets=y, vars=v, full=full, eps=eps)
     if out is not None:
         return out
-    if _double_double(be, mu):
-        return reduce(be, _gaussian_nll_dd(be, mu, y, v, full, eps), reduction)
+    if _widest(be, mu):
+        return reduce(be, fused(be, _gaussian_nll_dd, full, eps)(mu, y, v), reduction)
     mu, y, v = (be.cast(a, be.wide) for a in (mu, y, v))
     xp = be.xp
     v = xp.maximum(v, be.scalar(eps, be.wide))
@@ -368,44 +370,36 @@ def gaussian_nll_loss(
     return reduce(be, loss, reduction)
 
 
-# ln 2 and 0.5 log(2 pi) in two and three parts; LN2_HI has 32 significant
-# bits, so e * LN2_HI is exact for every exponent e of a float64
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.9082149292705877e-10
-_LN2_LO2 = 1.1612227229362532e-26
-_TWO_THIRDS_HI = 0.6666666666666666
-_TWO_THIRDS_LO = 3.700743415417188e-17
-_TWO_FIFTHS_HI = 0.4
-_TWO_FIFTHS_LO = -2.2204460492503132e-17
-_HALF_LOG_2PI_HI = 0.9189385332046728
-_HALF_LOG_2PI_LO = -3.8782941580672414e-17
-# 1/23, ..., 1/9, 1/7: log m = 2s + 2s^3/3 + 2s^5/5 + 2s^7 R(s^2), |s| <= 0.18
-_ATANH_TAIL = tuple(1.0 / (2 * i + 1) for i in range(11, 2, -1))
+# 0.5 log(2 pi) as a double word of each precision
+_HALF_LOG_2PI_PAIR = {
+    24: (0.9189385175704956, 1.563417661998301e-08),
+    53: (0.9189385332046728, -3.8782941580672414e-17),
+}
 
 
-def _double_double(be: Any, x: Any) -> bool:
-    """Whether ``x`` is float64: the cancelling terms then run in double-double."""
-    return bool(x.dtype == getattr(be.xp, "float64", None))
+def _widest(be: Any, x: Any) -> bool:
+    """Whether ``x`` has no wider type to be computed in: float64, or float32
+    where the library has no float64. The cancelling terms then run in
+    double words."""
+    return bool(x.dtype == be.wide)
 
 
 def _gaussian_nll_dd(be: Any, mu: Any, y: Any, v: Any, full: bool, eps: float) -> Any:
-    """The Gaussian NLL of float64 inputs in double-double.
+    """The Gaussian NLL in double words, for inputs of the widest dtype
+    (float64; float32 on MLX and JAX without x64).
 
-    ``log v`` and ``d^2 / v`` cancel where the loss is near 0, and float64
-    has no wider type, so both are carried as ``hi + lo`` (error-free
-    transformations) and the loss is rounded once: ``d = y - mu`` by TwoSum,
-    ``d^2 / v`` by a Dekker product and a corrected quotient (at the scale of
-    ``_square_over``), ``log v = e log 2 + log m`` with ``v = m 2^e``,
-    ``m`` near 1, ``log m = 2 atanh((m - 1)/(m + 1))`` whose leading terms
-    ``2s + 2s^3/3 + 2s^5/5`` are double-double (the rest, below ``1e-5`` of
-    it, in float64).
+    ``log v`` and ``d^2 / v`` cancel where the loss is near 0, so both are
+    carried as ``hi + lo`` (error-free transformations) and the loss is
+    rounded once: ``d = y - mu`` by TwoSum, ``d^2 / v`` by an exact square
+    and a corrected quotient (at the scale of ``_square_over``), ``log v``
+    by :func:`~anyloss._compensated_exp_log.dd_log`.
     Where ``v`` is 0 or not finite, the plain formula.
     """
     xp = be.xp
     dt = v.dtype
-    zero, one, two = be.scalar(0.0, dt), be.scalar(1.0, dt), be.scalar(2.0, dt)
+    one = be.scalar(1.0, dt)
     v = xp.maximum(v, be.scalar(eps, dt))
-    ok = (v > zero) & (v < be.scalar(float("inf"), dt))
+    ok = (v > be.scalar(0.0, dt)) & (v < be.scalar(float("inf"), dt))
     plain = 0.5 * (xp.log(v) + _square_over(be, y - mu, v))
     if full:
         plain = plain + _HALF_LOG_2PI
@@ -413,52 +407,22 @@ def _gaussian_nll_dd(be: Any, mu: Any, y: Any, v: Any, full: bool, eps: float) -
     d, d_lo = two_sum(y, -mu)
     # d^2 / v = (u^2 + 2 u u_lo) / w, u = d 2^-a, w = v 2^-2a (exact)
     a = be.stop_gradient(xp.ceil((xp.log2(v) + one) * be.scalar(0.5, dt)))
-    k = xp.pow(two, -a)
+    k = pow2(be, -a)
     u, u_lo, w = d * k, d_lo * k, (v * k) * k
-    sq, sq_err = two_prod(u, u)
+    sq, sq_err = two_square(u, be)
     sq_lo = sq_err + 2.0 * (u * u_lo)
     q = sq / w
-    t, t_err = two_prod(q, w)
+    t, t_err = two_prod(q, w, be)
     q_lo = (((sq - t) - t_err) + sq_lo) / w
-    # v = m 2^e with m in about [0.7, 1.42] (e from a rounded log2; exact
-    # scalings in two steps: 2^-e alone overflows for a subnormal v)
-    e = be.stop_gradient(xp.round(xp.log2(v)))
-    e1 = xp.floor(e * be.scalar(0.5, dt))
-    m = (v * xp.pow(two, -e1)) * xp.pow(two, e1 - e)
-    num = m - one  # exact (Sterbenz)
-    den, den_lo = two_sum(m, one)
-    s = num / den
-    t, t_err = two_prod(s, den)
-    s_lo = (((num - t) - t_err) - s * den_lo) / den
-    s2, s2_err = two_prod(s, s)
-    s2_lo = s2_err + 2.0 * (s * s_lo)
-    s3, s3_err = two_prod(s2, s)
-    s3_lo = s3_err + (s2 * s_lo + s2_lo * s)
-    c3, c3_err = two_prod(s3, be.scalar(_TWO_THIRDS_HI, dt))
-    c3_lo = c3_err + (s3 * _TWO_THIRDS_LO + s3_lo * _TWO_THIRDS_HI)
-    s5, s5_err = two_prod(s3, s2)
-    s5_lo = s5_err + (s3 * s2_lo + s3_lo * s2)
-    c5, c5_err = two_prod(s5, be.scalar(_TWO_FIFTHS_HI, dt))
-    c5_lo = c5_err + (s5 * _TWO_FIFTHS_LO + s5_lo * _TWO_FIFTHS_HI)
-    r = be.scalar(_ATANH_TAIL[0], dt)
-    for coef in _ATANH_TAIL[1:]:
-        r = r * s2 + coef
-    rest = (2.0 * (s5 * s2)) * r
-    # log m = 2s + 2s^3/3 + 2s^5/5 + rest; log v = e ln 2 + log m
-    lm, lm_err = two_sum(c3, c5)
-    lm_lo = lm_err + (c3_lo + c5_lo)
-    lm, lm_err = two_sum(2.0 * s, lm)
-    lm_lo = lm_err + ((2.0 * s_lo + lm_lo) + rest)
-    el, el_err = two_prod(e, be.scalar(_LN2_LO, dt))
-    hi, hi_err = two_sum(e * _LN2_HI, lm)  # e * LN2_HI is exact
-    lo = hi_err + ((lm_lo + el) + (el_err + e * _LN2_LO2))
+    hi, lo = dd_log(be, v)
     # + d^2 / v, halved, + the constant
     hi, err = two_sum(hi, q)
     lo = err + (lo + q_lo)
     hi, lo = 0.5 * hi, 0.5 * lo
     if full:
-        hi, err = two_sum(hi, be.scalar(_HALF_LOG_2PI_HI, dt))
-        lo = err + (lo + _HALF_LOG_2PI_LO)
+        c_hi, c_lo = _HALF_LOG_2PI_PAIR[53 if "64" in str(dt) else 24]
+        hi, err = two_sum(hi, be.scalar(c_hi, dt))
+        lo = err + (lo + c_lo)
     total = hi + lo
     return xp.where(ok & xp.isfinite(total), total, plain)
 
@@ -476,7 +440,7 @@ def _square_over(be: Any, d: Any, v: Any) -> Any:
     dt = v.dtype
     a = xp.ceil((xp.log2(v) + be.scalar(1.0, dt)) * be.scalar(0.5, dt))
     a = be.stop_gradient(xp.where(xp.isfinite(a), a, be.scalar(0.0, dt)))
-    k = xp.pow(be.scalar(2.0, dt), -a)  # 2^-a: |a| <= 538, a normal number
+    k = pow2(be, -a)  # |a| <= 538: a normal number
     u = d * k
     w = (v * k) * k
     return (u * u) / w
