@@ -152,14 +152,22 @@ def run_ce_probs(x: np.ndarray, p: np.ndarray, s: float) -> tuple[np.ndarray, np
     return out, grad
 
 
-def run_kl_div(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_kl_div(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The loss and both gradients; each gradient alone (the other not
+    wanted: empty) gives the same bits."""
     out = np.full(x.shape[0], -1.0)
-    grad = np.full_like(x, -7.0)
-    k.kl_div_grad(x, t, out, grad, 0, x.shape[0])
+    grad, grad_t = np.full_like(x, -7.0), np.full_like(t, -7.0)
+    k.kl_div_grad(x, t, out, grad, grad_t, 0, x.shape[0])
     forward = np.full(x.shape[0], -2.0)
     k.kl_div(x, t, forward, 0, x.shape[0])
     assert_same_bits(out, forward)
-    return out, grad
+    empty = np.empty((0, 0), dtype=x.dtype)
+    only_x, only_t = np.full_like(x, -5.0), np.full_like(t, -5.0)
+    k.kl_div_grad(x, t, forward, only_x, empty, 0, x.shape[0])
+    k.kl_div_grad(x, t, forward, empty, only_t, 0, x.shape[0])
+    np.testing.assert_array_equal(only_x, grad)
+    np.testing.assert_array_equal(only_t, grad_t)
+    return out, grad, grad_t
 
 
 def assert_same_bits(a: np.ndarray, b: np.ndarray) -> None:
@@ -452,13 +460,19 @@ def test_kl_div_grad(dtype: Any, n: int) -> None:
     with np.errstate(divide="ignore"):
         t = np.log(targets(rng, rows, n, np.float64)).astype(dtype)  # some -inf
     assert n == 1 or np.isneginf(t).any()
-    _, grad = run_kl_div(x, t)
+    _, grad, grad_t = run_kl_div(x, t)
     ref = -wexp(wide(t))  # exact -0 where t = -inf
     assert_ulps(grad, ref, 0.0, dtype)
+    live = ~np.isneginf(t)
+    tl = np.where(live, wide(t), 0.0)  # (no 0 * inf where t = -inf)
+    ref_t = np.where(live, wexp(tl) * (tl - wide(x) + 1), 0.0)
+    assert_ulps(grad_t, ref_t, 0.0, dtype)
     if dtype == np.float32:
         tref = torch_grad(x, lambda torch, xt: torch.tensor(t).exp() * (torch.tensor(t) - xt))
         assert_ulps(grad, tref, 0.0, dtype)
-    assert (grad[np.isneginf(t)] == 0).all()
+        xt = torch_grad(t[live], lambda torch, tt: tt.exp() * (tt - torch.tensor(x[live])))
+        assert_ulps(grad_t[live], xt, 0.0, dtype)
+    assert (grad[np.isneginf(t)] == 0).all() and (grad_t[np.isneginf(t)] == 0).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -473,10 +487,11 @@ def test_kl_div_grad_nonfinite(dtype: Any) -> None:
     t[3, :10] = -np.inf
     x[3, :10] = np.nan  # ignored under t = -inf, as in the forward
     t[4, 0] = 100.0  # exp overflows float32 (not float64)
-    out, grad = run_kl_div(x, t)
-    assert np.isnan(out[:2]).all() and np.isnan(grad[:2]).all()
+    out, grad, grad_t = run_kl_div(x, t)
+    assert np.isnan(out[:2]).all() and np.isnan(grad[:2]).all() and np.isnan(grad_t[:2]).all()
     assert out[2] == np.inf and grad[2, 3] == -np.inf
-    assert np.isfinite(out[3]) and (grad[3, :10] == 0).all()
+    assert np.isfinite(out[3]) and (grad[3, :10] == 0).all() and (grad_t[3, :10] == 0).all()
+    assert np.isfinite(grad_t[3]).all()
     assert_ulps(grad[3], -wexp(wide(t[3])), 0.0, dtype)
     assert_ulps(grad[4, 1:], -wexp(wide(t[4, 1:])), 0.0, dtype)
     assert grad[4, 0] == (-np.inf if dtype == np.float32 else -np.exp(100.0))
@@ -502,11 +517,13 @@ def test_split_rows(dtype: Any) -> None:
         "kl_div_grad": (k.kl_div_grad, (x, t)),
     }
     for name, (kernel, args) in calls.items():
+        # (kl_div: its gradient w.r.t. the targets not wanted, an empty output)
+        more = (np.empty((0, 0), dtype=x.dtype),) if name == "kl_div_grad" else ()
         out1, grad1 = np.empty(rows), np.empty_like(x)
-        kernel(*args, out1, grad1, 0, rows)
+        kernel(*args, out1, grad1, *more, 0, rows)
         out2, grad2 = np.full(rows, 5.0), np.full_like(x, 5.0)
-        kernel(*args, out2, grad2, 0, 11)
+        kernel(*args, out2, grad2, *more, 0, 11)
         assert (out2[11:] == 5.0).all() and (grad2[11:] == 5.0).all(), name
-        kernel(*args, out2, grad2, 11, rows)
+        kernel(*args, out2, grad2, *more, 11, rows)
         assert_same_bits(out1, out2)
         np.testing.assert_array_equal(grad1, grad2, err_msg=name)

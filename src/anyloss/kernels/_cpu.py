@@ -317,7 +317,7 @@ def _plan_kl_div_loss(reduction: str, args: Mapping[str, Any], d: Describe) -> P
         return None
     if not _last_axis(args.get("axis", -1), len(x.shape)):
         return None
-    return _rows("kl_div", ("inputs", x), [("targets", t, None, False)], ())
+    return _rows("kl_div", ("inputs", x), [("targets", t, None, True)], ())
 
 
 def _plan_cosine_similarity_loss(

@@ -979,23 +979,32 @@ def _kl_div_row(x, t, r, n):
 
 
 @_kernel
-def kl_div_grad(x, t, out, grad, r0, r1):
-    """``kl_div`` (``out``, bit for bit) and its gradient w.r.t. x in
-    ``grad``: -exp(t) (-0 where t = -inf; -inf where exp(t) overflows the
-    dtype). A row with a NaN loss: a NaN gradient row."""
+def kl_div_grad(x, t, out, grad, grad_t, r0, r1):
+    """``kl_div`` (``out``, bit for bit) and its gradients: w.r.t. x in
+    ``grad``, -exp(t) (-0 where t = -inf; -inf where exp(t) overflows the
+    dtype); w.r.t. t in ``grad_t``, exp(t) (t - x + 1) (0 where the term is,
+    t = -inf or exp(t) = 0). Either may be empty: not wanted. A row with a
+    NaN loss: NaN gradient rows."""
     n = x.shape[1]
     f32 = _f32(x)
     for r in range(r0, r1):
         acc = _kl_div_row(x, t, r, n)
         out[r] = acc
-        g = grad[r]
         if acc != acc:
-            _nan_row(g)
+            if grad.size:
+                _nan_row(grad[r])
+            if grad_t.size:
+                _nan_row(grad_t[r])
             continue
         for c in range(n):
             tc = np.float64(t[r, c])
             e = _exp_d(tc) if f32 else _exp_a(tc)
-            g[c] = _cast_like(g, -e)
+            if grad.size:
+                grad[r, c] = _cast_like(grad, -e)
+            if grad_t.size:
+                dead = tc == -np.inf or e == 0.0
+                d = 0.0 if dead else e * ((tc - np.float64(x[r, c])) + 1.0)
+                grad_t[r, c] = _cast_like(grad_t, d)
 
 
 @_kernel
