@@ -67,7 +67,7 @@ def _cases() -> list[tuple[str, str, Callable[[np.random.Generator], Any], dict[
             {"label_smoothing": 0.1},
         ),
         ("ce_probs", "cross_entropy", lambda r: ((logits(r), probs(r)), (0,)), {}),
-        ("kl_div", "kl_div_loss", lambda r: ((logprobs(r), logprobs(r)), (0,)), {}),
+        ("kl_div", "kl_div_loss", lambda r: ((logprobs(r), logprobs(r)), (0, 1)), {}),
         ("nll", "nll_loss", lambda r: ((logprobs(r), idx(r)), (0,)), {}),
         ("bce_logits", "binary_cross_entropy", lambda r: ((vec(r), unit(r)), (0, 1)), {}),
         (
@@ -417,6 +417,52 @@ def test_jax_entries_need_force(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_config, "_MODE", "on")
     anyloss.cross_entropy(x, t)
     assert used == ["numba", "generic"]
+
+
+@pytest.mark.parametrize(
+    ("loss", "count"),
+    [
+        ("cosine_similarity_loss", 2),
+        ("triplet_loss", 3),
+        ("gaussian_nll_loss", 3),
+        ("kl_div_loss", 2),
+    ],
+)
+def test_jax_without_x64_takes_the_kernels_where_float32_is_double_word(
+    monkeypatch: pytest.MonkeyPatch, loss: str, count: int
+) -> None:
+    """Without x64 the losses of ``EXACT_FLOAT32`` take the kernels in the
+    default mode (float64 inside: as exact as their double-word generic
+    code, and faster under XLA), values and gradients of every argument
+    under ``jax.jit``; the others keep XLA's code."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    if jax.config.jax_enable_x64:
+        pytest.skip("x64 is on: the generic code computes in float64")
+    from anyloss.kernels import _jax
+
+    assert loss in _jax.EXACT_FLOAT32
+    monkeypatch.setattr(_config, "_MODE", "on")
+    rng = np.random.default_rng(21)
+    arrays = [rng.standard_normal((256, 256)).astype(np.float32) for _ in range(count)]
+    if loss == "gaussian_nll_loss":
+        arrays[2] = np.abs(arrays[2]) + np.float32(0.1)
+    if loss == "kl_div_loss":
+        arrays = [
+            (a - np.log(np.exp(a).sum(-1, keepdims=True))).astype(np.float32) for a in arrays
+        ]
+    used = _spy(monkeypatch)
+    js = [jnp.asarray(a) for a in arrays]
+    value = jax.jit(lambda *a: getattr(anyloss, loss)(*a, reduction="none"))(*js)
+    grads = jax.jit(
+        jax.grad(lambda *a: getattr(anyloss, loss)(*a, reduction="sum"), range(count))
+    )(*js)
+    anyloss.cross_entropy(js[0], jnp.zeros(256, dtype=jnp.int32))
+    assert used == ["numba", "numba", "generic"]
+    ref, ref_grads = _reference(loss, tuple(arrays), tuple(range(count)), {})
+    _assert_close(np.asarray(value), ref, "value")
+    for g, r in zip(grads, ref_grads, strict=True):
+        _assert_close(np.asarray(g), r, "gradient")
 
 
 def test_threads_agree_with_one_thread() -> None:

@@ -14,14 +14,33 @@ elements of the batch are more rows and elements of one kernel call; sums
 Without x64, the per-row losses and the sums come back in float32 (rounded
 once from the kernel's float64).
 
-These entries apply only with ``ANYLOSS_KERNELS=force``. A callback sees its
-operands as ``jax.Array`` objects, and reading one as NumPy copies it (0.3 s
-for 4096x32000 float32 logits here), its results are copied back, and XLA's
-own fused code is fast on the CPU: measured forward+backward under
-``jax.jit``, the callback path took 3.3x JAX's native losses (geometric
-mean over the benchmark's cases) where the generic code, made of ``jnp``
-operations that XLA fuses, takes about 1.5x. They wait for a zero-copy call
-(XLA's FFI) to pay off.
+These entries apply with ``ANYLOSS_KERNELS=force``, and without x64 for the
+losses of :data:`EXACT_FLOAT32`. A callback sees its operands as
+``jax.Array`` objects, and reading one as NumPy copies it (0.3 s for
+4096x32000 float32 logits here), its results are copied back, and XLA's own
+fused code is fast on the CPU: measured forward+backward under ``jax.jit``,
+the callback path took 3.3x JAX's native losses (geometric mean over the
+benchmark's cases) where the generic code, made of ``jnp`` operations that
+XLA fuses, takes about 1.5x. They wait for a zero-copy call (XLA's FFI) to
+pay off.
+
+Without x64, though, the generic code of the losses whose terms cancel
+carries float32 double words (:mod:`anyloss._compensated`), and XLA's CPU
+code for that arithmetic is slow: it does not fuse the dozens of operations
+into one loop (each TwoSum's shared values split the fusion, and a chain
+fused into a reduction runs unvectorized). The kernels compute in float64
+and round once, as exact, and faster (16384x256 float32, 2-core CPU,
+``jax.jit``, forward / ``jax.grad`` of the mean in ms, two runs):
+
+======================  ==============  =================  =====================
+loss                    kernel          generic, double    generic, plain
+                                        words (exact)      float32 (inexact)
+======================  ==============  =================  =====================
+cosine_similarity_loss  3.3-3.9 / 6-8   23 / 25-26
+triplet_loss            7-10 / 10-11    54-85 / 71-81
+gaussian_nll_loss       14-17 / 20-29   62-82 / 104-128    43 / 8 (before)
+kl_div_loss             6-10 / 9-10     93-96 / 35-49      3.5-3.9 / 1.2-2.3
+======================  ==============  =================  =====================
 
 Imported by the registry the first time a call on JAX arrays asks.
 """
@@ -166,9 +185,19 @@ def _forward(loss: str) -> Any:
     return forward
 
 
+#: The losses whose kernels JAX takes without x64 (see the module docstring):
+#: their generic float32 code is double-word arithmetic, and their gradient
+#: kernels cover every float operand (a call differentiated with respect to
+#: an operand a kernel cannot would raise, where the generic code does not).
+EXACT_FLOAT32 = frozenset(
+    {"cosine_similarity_loss", "triplet_loss", "gaussian_nll_loss", "kl_div_loss"}
+)
+
+
 def _applies(loss: str) -> Any:
     def applies(be: Any, reduction: str, args: Mapping[str, Any]) -> bool:
-        if mode() != "force":  # see the module docstring: XLA is faster
+        # see the module docstring: XLA is faster, but for double words
+        if mode() != "force" and (loss not in EXACT_FLOAT32 or _x64()):
             return False
         # no gradient kernel: under jax.grad the call would fail, so none at all
         plan = _cpu.plan(loss, reduction, args, _describe)
