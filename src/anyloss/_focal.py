@@ -24,6 +24,7 @@ from ._checks import (
 )
 from ._classification import _softplus, _take_along, _weighted
 from ._compensated import two_sum
+from ._compensated_exp_log import exp
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 
@@ -92,7 +93,7 @@ def _log_softmax(be: Backend, x: Any, axis: int) -> tuple[Any, Any]:
     hi, lo = two_sum(xp.where(finite, x, m), -m)
     hi = xp.where(finite, hi, x - m)
     lo = be.stop_gradient(xp.where(finite & xp.isfinite(lo), lo, zero))
-    e = xp.exp(hi)
+    e = exp(be, hi)
     below = hi < zero
     rest = xp.sum(xp.where(below, e + e * lo, zero), axis=axis)
     rest = rest + ((x.shape[axis] - 1) - xp.sum(be.cast(below, x.dtype), axis=axis))
@@ -189,7 +190,7 @@ def sigmoid_focal_loss(
         # sigma(|x|) and sigma(-|x|) from e = exp(-|x|) <= 1 (no overflow); -|x|
         # is selected per sign so its gradient is right at x = 0 too.
         positive = x >= zero
-        e = xp.exp(xp.where(positive, -x, x))
+        e = exp(be, xp.where(positive, -x, x))
         big = one / (one + e)
         small = e / (one + e)
         # 1 - p_t = t sigma(-x) + (1 - t) sigma(x): a sum of nonnegative terms
