@@ -1,8 +1,8 @@
 """Contrastive losses: InfoNCE and NT-Xent with in-batch negatives.
 
 Both build the ``(N, N)`` matrix of similarities of a batch (nothing larger)
-in float64 where the array library has it (InfoNCE: in double-float where
-it has not): the losses are differences of similarities divided by a small
+in float64 where the array library has it (in double-float where it has
+not): the losses are differences of similarities divided by a small
 temperature, so every rounding error of a float32 similarity is amplified by
 ``1 / temperature`` before it reaches the result.
 """
@@ -19,6 +19,7 @@ from ._backend import Backend, convert, resolve
 from ._checks import Reduction, check_reduction, flag, float_arg, number, public, shape_of
 from ._classification import _shifted_logsumexp, _softplus, _take_along
 from ._compensated import two_sum
+from ._compensated_exp_log import dd_log, exp
 from ._embedding import _scale, _unscale
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
@@ -217,13 +218,8 @@ def _exact_diagonal_cross_entropy(
     ml = xp.expand_dims(_take_along(be, rl, top, axis), axis=axis)
     dh, dl = two_sum(rh, -mh)
     dl = dl + (rl - ml)  # 0 at the maximum
-    # 1 / tau = m 2**e with m in [1, 2) (no float32 1 / tau: subnormal for a
-    # temperature near the largest float): |d m| < 2**127
-    c = 1.0 / tau
-    e = math.frexp(c)[1] - 1
-    m = math.ldexp(c, -e)
-    m_hi = float(np.float32(m))
-    m_lo = float(np.float32(m - m_hi))
+    # 1 / tau = m 2**e: |d m| < 2**127
+    m_hi, m_lo, e = _reciprocal_parts(tau)
     zh, ze = _two_prod(be, dh, be.scalar(m_hi, sh.dtype))
     zl = ze + dh * m_lo + dl * m_hi
     # times common 2**(bits + 2 + e), the power as two normal floats: factors
@@ -264,6 +260,78 @@ def _exact_info_nce(
     if symmetric:
         loss = (loss + _exact_diagonal_cross_entropy(be, sh, sl, tau, 0, index, *scales)) * 0.5
     return loss
+
+
+def _exact_nt_xent(
+    be: Backend, x: Any, tau: float, counted: Any, valid: Any, has_negative: Any
+) -> Any:
+    """The NT-Xent loss per anchor, its value in double-float (no gradient).
+
+    ``softplus(L_i + (peak_i - c_ij) / tau)`` summed over the valid pairs,
+    with ``c`` the cosines as ``hi + lo`` (exact unit rows and products),
+    ``peak_i`` the largest counted cosine of row ``i`` and ``L_i = log sum
+    exp((c_ik - peak_i) / tau)`` over the counted entries: the shifted
+    differences, their division by ``tau`` and ``L`` (``dd_log`` of the sum)
+    in double-float, so the argument of the softplus is exact to float32
+    rounding of itself even where the loss is ``e^(-30)`` of it (a confident
+    pair: the loss is then the exponential of that argument).
+    """
+    xp = be.xp
+    x = be.stop_gradient(x)
+    dt = x.dtype
+    zero, one = be.scalar(0.0, dt), be.scalar(1.0, dt)
+    neg_inf = be.scalar(float("-inf"), dt)
+    uh, ul = _exact_unit_rows(be, x)
+    ch, cl = _exact_matmul(be, uh, ul, uh, ul)
+    top = xp.argmax(xp.where(counted, ch, neg_inf), axis=1)
+    ph = xp.expand_dims(_take_along(be, ch, top, 1), axis=1)
+    pl = xp.expand_dims(_take_along(be, cl, top, 1), axis=1)
+    dh, dl = two_sum(ch, -ph)
+    dl = dl + (cl - pl)  # |d| <= 2
+    zh, zl = _over_tau(be, dh, dl, tau)
+    # sum over the counted entries of exp(z) = (number at the peak) + rest
+    below = counted & (zh < zero)
+    e = exp(be, xp.where(below, zh, zero))
+    rest = xp.sum(xp.where(below, e * (one + zl), zero), axis=1, keepdims=True)
+    ties = xp.sum(be.cast(counted & (zh == zero), dt), axis=1, keepdims=True)
+    sh, sl = two_sum(ties, rest)
+    lh, ll = dd_log(be, xp.where(ties > zero, sh, one))
+    ll = ll + sl / xp.where(ties > zero, sh, one)
+    # a = L - z, its softplus and the first-order correction of its low part
+    ah, al = two_sum(lh, -zh)
+    al = al + (ll - zl)
+    ah = xp.where(valid, ah, zero)
+    al = xp.where(valid & xp.isfinite(al), al, zero)
+    sp = _softplus(be, ah)
+    positive = ah > zero
+    t = exp(be, xp.where(positive, -ah, ah))  # sigmoid(a) from exp(-|a|) <= 1
+    sigmoid = xp.where(positive, one / (one + t), t / (one + t))
+    pair = sp + sigmoid * al
+    return xp.sum(xp.where(valid & has_negative, pair, zero), axis=1)
+
+
+def _reciprocal_parts(tau: float) -> tuple[float, float, int]:
+    """``1 / tau = (m_hi + m_lo) 2^e`` with ``m_hi + m_lo`` in ``[1, 2)``, two
+    float32 parts (no float32 ``1 / tau``: subnormal for a temperature near
+    the largest float)."""
+    c = 1.0 / tau
+    e = math.frexp(c)[1] - 1
+    m = math.ldexp(c, -e)
+    m_hi = float(np.float32(m))
+    return m_hi, float(np.float32(m - m_hi)), e
+
+
+def _over_tau(be: Backend, dh: Any, dl: Any, tau: float) -> tuple[Any, Any]:
+    """``(dh + dl) / tau`` as ``hi + lo`` for ``|dh| <= 4`` (see
+    :func:`_reciprocal_parts`), the power of two applied as two normal
+    factors (an overflow only where the result overflows)."""
+    m_hi, m_lo, e = _reciprocal_parts(tau)
+    zh, ze = _two_prod(be, dh, be.scalar(m_hi, dh.dtype))
+    zl = ze + dh * m_lo + dl * m_hi
+    f1, f2 = math.ldexp(1.0, e // 2), math.ldexp(1.0, e - e // 2)
+    zh = (zh * f1) * f2
+    zl = (zl * f1) * f2
+    return zh, be.xp.where(be.xp.isfinite(zh), zl, be.scalar(0.0, dh.dtype))
 
 
 def _float32_only(be: Backend, x: Any) -> bool:
@@ -401,7 +469,8 @@ def nt_xent_loss(
     as in ``optax.losses.ntxent`` (SimCLR; the other positives of :math:`i`
     are not in the denominator). It is evaluated as
     ``softplus(logsumexp_neg(s_i) - s_ij)``, the log-sum-exp shifted by its
-    maximum and everything in float64 where the array library has it; the
+    maximum and everything in float64 where the array library has it (else
+    the value in float32 double words: exact cosines and log-sum-exp); the
     rows are scaled by their largest entry before they are normalized
     (magnitudes of ``1e20`` or ``1e-20`` neither overflow nor underflow; there
     is no ``eps``, a zero row stays zero). A positive pair whose anchor has no
@@ -482,6 +551,12 @@ def nt_xent_loss(
     pair = _softplus(be, rest + (peak - cos) / tau)
     valid = positive & has_negative
     loss = xp.sum(xp.where(valid, pair, zero), axis=1)
+    if _float32_only(be, x) and n > 0 and shape_of(x)[1] > 0:
+        # the value in double-float, the gradient of the float32 formulas
+        exact = _exact_nt_xent(be, x, tau, counted, valid, has_negative)
+        exact = xp.where(xp.isnan(loss), loss, exact)  # (a NaN input anywhere in the row)
+        loss = xp.where(xp.isfinite(loss), loss, zero)  # (no inf - inf below)
+        loss = exact + (loss - be.stop_gradient(loss))
     if reduction == "mean" and n:  # (an empty batch: the mean of nothing, NaN)
         # sum over pairs / number of pairs, divided before the (accurate) sum
         count = xp.sum(be.cast(positive, cos.dtype))
