@@ -37,8 +37,10 @@ from anyloss._compensated_exp_log import (
     _ROOTS,
     _TWO_FIFTHS,
     _TWO_THIRDS,
+    _faithful_exp,
     dd_exp,
     dd_log,
+    exp,
 )
 
 mpmath.mp.prec = 120
@@ -360,3 +362,42 @@ def test_fused_on_mlx_is_compiled_and_identical() -> None:
     assert (
         fused(resolve("t", ("x", x)), lambda be, a, s: a * s, 2.0)(x).tolist() == (x * 2).tolist()
     )
+
+
+# --------------------------------------------------------------------------
+# the faithful exp (MLX's replacement for its own)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("library", ["numpy", "jax-jit", "mlx", "mlx-compile"])
+def test_faithful_exp_within_an_ulp(library: str) -> None:
+    x = _exp_inputs()
+    (got,) = _run(library, lambda be, a: (_faithful_exp(be, a),), x)
+    flushes = library.startswith("jax")
+    for xi, g in zip(x, got, strict=True):
+        true = mpmath.exp(_mp(xi))
+        t = float(true)
+        rounded = np.float32(t)
+        if not np.isfinite(rounded):
+            assert g == np.inf, xi
+            continue
+        if flushes and t < 2.0**-126:
+            continue
+        ulp = float(np.spacing(np.abs(rounded)))
+        assert abs(_mp(g) - true) <= ulp, (xi, float(abs(_mp(g) - true) / ulp))
+    special = np.array([np.inf, -np.inf, np.nan, 89.0, -104.0], dtype=np.float32)
+    (got,) = _run(library, lambda be, a: (_faithful_exp(be, a),), special)
+    np.testing.assert_array_equal(got, np.array([np.inf, 0, np.nan, np.inf, 0], np.float32))
+
+
+def test_exp_is_the_faithful_one_on_mlx_only() -> None:
+    """MLX (float32) takes the faithful exp, differentiated as exp; the other
+    libraries their own (NumPy's here: bit-identical)."""
+    mx = pytest.importorskip("mlx.core")
+    xs = np.linspace(-20.0, 20.0, 41, dtype=np.float32)
+    x = mx.array(xs)
+    be = resolve("t", ("x", x))
+    want = np.array(_faithful_exp(resolve("t", ("x", xs)), xs))
+    np.testing.assert_array_equal(np.array(exp(be, x)), want)
+    np.testing.assert_array_equal(np.array(mx.grad(lambda v: mx.sum(exp(be, v)))(x)), want)
+    assert np.array_equal(exp(resolve("t", ("x", xs)), xs), np.exp(xs))

@@ -232,13 +232,56 @@ def dd_log(be: Backend, v: Any) -> tuple[Any, Any]:
 
 
 def exp(be: Backend, x: Any) -> Any:
-    """``e^x`` to half an ulp: on MLX, whose own float32 ``exp`` is up to 62
-    ulp off, the high part of :func:`dd_exp` (differentiated as ``exp``);
-    elsewhere the library's ``exp`` (JAX's, NumPy's, PyTorch's: within an
-    ulp)."""
+    """``e^x`` within an ulp: on MLX, whose own float32 ``exp`` is up to 62
+    ulp off, :func:`_faithful_exp` compiled (0.9 ulp, and 2x faster than
+    MLX's on the CPU: 26 ms against 48 on 4M elements), differentiated as
+    ``exp``; elsewhere the library's ``exp`` (JAX's, NumPy's, PyTorch's:
+    within an ulp)."""
     if be.name == "mlx" and "32" in str(x.dtype):
-        return dd_exp(be, x)[0]
+        return _mlx_exp()(x)
     return be.xp.exp(x)
+
+
+# exp in float32: x = k ln2 + r, |k| <= 150 (8 bits): ln2 in a 16-bit part (k
+# times it exact) and a rounded one; e^r = 1 + r + r^2 (1/2! + ... + r^6/8!),
+# truncated at r^9/9! (2e-10 relative at |r| = ln2 / 2)
+_LN2_F32 = _parts(_exact("ln2"), (16, 24))
+_INV_LN2 = float(1 / _exact("ln2"))
+_EXP_SERIES = tuple(1.0 / f for f in (2, 6, 24, 120, 720, 5040, 40320))
+
+
+def _faithful_exp(be: Backend, x: Any) -> Any:
+    """``e^x`` for float32 ``x`` within 0.9 ulp (measured worst on 4M
+    uniform arguments; 0, inf and NaN outside ``(-104, 89)`` as ``exp``):
+    one rounded reduction ``r = x - k ln2`` (error below ``2^-24 |r|``), the
+    series in float32, the power of two from the exponent bits."""
+    xp = be.xp
+    dt = x.dtype
+    zero = be.scalar(0.0, dt)
+    inside = (x > be.scalar(_EXP_LOW, dt)) & (x < be.scalar(_EXP_HIGH, dt))
+    xc = xp.where(inside, x, zero)
+    k = be.stop_gradient(xp.round(xc * _INV_LN2))
+    r = (xc - k * _LN2_F32[0]) - k * _LN2_F32[1]
+    p = 1.0 + (r + (r * r) * _poly(r, _EXP_SERIES))
+    f1, f2 = _pow2(be, k)
+    outside = xp.where(x > zero, be.scalar(float("inf"), dt), zero)
+    outside = xp.where(x == x, outside, x)
+    return xp.where(inside, (p * f1) * f2, outside)
+
+
+@functools.cache
+def _mlx_exp() -> Any:
+    mx = sys.modules["mlx.core"]
+    from ._backend import resolve
+
+    be = resolve("anyloss", ("x", mx.zeros((), dtype=mx.float32)))
+    f = mx.custom_function(mx.compile(lambda x: _faithful_exp(be, x)))
+
+    def f_vjp(primals: Any, cotangent: Any, output: Any) -> Any:
+        return cotangent * output
+
+    f.vjp(f_vjp)
+    return f
 
 
 def _with_derivative(be: Backend, kind: str) -> Any:
