@@ -27,7 +27,7 @@ from ._checks import (
     shapes_match,
     unit_interval,
 )
-from ._compensated import two_sum
+from ._compensated import mlx_backend, two_sum
 from ._compensated_exp_log import _faithful_exp, exp
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
@@ -122,7 +122,7 @@ def _mlx_softplus() -> Any:
     """MLX's :func:`_softplus` (float32): one compiled kernel forward, one
     backward."""
     mx = sys.modules["mlx.core"]
-    be = resolve("anyloss", ("x", mx.zeros((), dtype=mx.float32)))
+    be = mlx_backend()
     value = mx.compile(lambda v: _softplus_terms(be, v, False))
     slope = mx.compile(lambda v: _softplus_terms(be, v, True))
     f = mx.custom_function(value)

@@ -50,6 +50,7 @@ __all__ = [
     "dd_sums",
     "fast_two_sum",
     "fused",
+    "mlx_backend",
     "pairwise_sum",
     "pow2",
     "two_prod",
@@ -294,22 +295,18 @@ def fused(be: Backend, fn: Callable[..., Any], *static: Any) -> Callable[..., An
 
 @functools.cache
 def _mlx_fused(fn: Callable[..., Any], static: tuple[Any, ...]) -> Any:
-    mx = sys.modules["mlx.core"]
+    be = mlx_backend()
+    return sys.modules["mlx.core"].compile(lambda *arrays: fn(be, *arrays, *static))
+
+
+@functools.cache
+def mlx_backend() -> Backend:
+    """The Backend of MLX float32 arrays, for the functions compiled once
+    (``mx.compile``) and reused for every call."""
     from ._backend import resolve
 
-    be = resolve("anyloss", ("x", mx.zeros((), dtype=mx.float32)))
-    return mx.compile(lambda *arrays: fn(be, *arrays, *static))
-
-
-class _MLX:
-    """What the pairwise sums read of a Backend, for MLX."""
-
-    name = "mlx"
-
-    def __init__(self) -> None:
-        from ._backend import _namespace
-
-        self.xp = _namespace("mlx", None)
+    mx = sys.modules["mlx.core"]
+    return resolve("anyloss", ("x", mx.zeros((), dtype=mx.float32)))
 
 
 @functools.cache
@@ -322,7 +319,7 @@ def _mlx_compiled(kind: str, axis: int, count: int) -> Any:
     per (axis, count); MLX retraces it per shape and dtype. Its ``vjp`` is
     that of the plain sums (products), as JAX's ``custom_jvp`` below."""
     mx = sys.modules["mlx.core"]
-    be: Any = _MLX()
+    be = mlx_backend()
 
     def run(*flat: Any) -> tuple[Any, ...]:
         out: list[Any] = []

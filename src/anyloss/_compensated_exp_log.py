@@ -37,23 +37,21 @@ from fractions import Fraction
 from typing import Any
 
 from ._backend import Backend
-from ._compensated import fast_two_sum, pow2, two_prod, two_square, two_sum
+from ._compensated import fast_two_sum, mlx_backend, pow2, two_prod, two_square, two_sum
 
 __all__ = ["dd_exp", "dd_log", "exp"]
 
 
+@functools.cache
 def _exact(expression: str) -> Fraction:
-    """An elementary constant to 60 digits (``ln2``, ``2^(1/4)``, ...)."""
+    """An elementary constant to 60 digits: ``ln2`` or ``2^(j/4)``."""
     with localcontext() as ctx:
         ctx.prec = 60
         two = Decimal(2)
-        values = {
-            "ln2": two.ln(),
-            "2^(1/4)": two ** (Decimal(1) / 4),
-            "2^(1/2)": two.sqrt(),
-            "2^(3/4)": two ** (Decimal(3) / 4),
-        }
-        return Fraction(values[expression])
+        if expression == "ln2":
+            return Fraction(two.ln())
+        j = int(expression[len("2^(") : -len("/4)")])
+        return Fraction(two ** (Decimal(j) / 4))
 
 
 def _round(x: Fraction, bits: int) -> float:
@@ -86,7 +84,7 @@ def _parts(x: Fraction, bits: tuple[int, ...]) -> tuple[float, ...]:
 # 14-bit parts make n * part exact, the third is rounded
 _QUARTER_LN2 = _parts(_exact("ln2") / 4, (14, 14, 24))
 _FOUR_OVER_LN2 = float(4 / _exact("ln2"))
-_ROOTS = tuple(_parts(_exact(f"2^({j}/4)" if j != 2 else "2^(1/2)"), (24, 24)) for j in (1, 2, 3))
+_ROOTS = tuple(_parts(_exact(f"2^({j}/4)"), (24, 24)) for j in (1, 2, 3))
 # x outside: e^x rounds to 0 (below half the least subnormal) or overflows
 _EXP_LOW, _EXP_HIGH = -104.0, 89.0
 # e^r - 1 - r - r^2/2 = r^3 (1/3! + r/4! + ... + r^6/9!): truncation r^7/10!
@@ -152,10 +150,16 @@ def _exp_pair(be: Backend, x: Any) -> tuple[Any, Any]:
     hi, lo = fast_two_sum(p, p_err + (root_hi * lo + root_lo * h))
     f1, f2 = _pow2(be, k)
     hi, lo = (hi * f1) * f2, (lo * f1) * f2
-    # outside: 0, inf or NaN, as exp gives (no exp of every element)
-    outside = xp.where(x > zero, be.scalar(float("inf"), dt), zero)
-    outside = xp.where(x == x, outside, x)
-    return xp.where(inside, hi, outside), xp.where(inside, lo, zero)
+    return xp.where(inside, hi, _exp_outside(be, x)), xp.where(inside, lo, zero)
+
+
+def _exp_outside(be: Backend, x: Any) -> Any:
+    """``exp`` outside ``(-104, 89)``: 0, inf or NaN (no ``exp`` of every
+    element)."""
+    xp = be.xp
+    zero = be.scalar(0.0, x.dtype)
+    outside = xp.where(x > zero, be.scalar(float("inf"), x.dtype), zero)
+    return xp.where(x == x, outside, x)
 
 
 def _log_pair(be: Backend, v: Any) -> tuple[Any, Any]:
@@ -264,17 +268,13 @@ def _faithful_exp(be: Backend, x: Any) -> Any:
     r = (xc - k * _LN2_F32[0]) - k * _LN2_F32[1]
     p = 1.0 + (r + (r * r) * _poly(r, _EXP_SERIES))
     f1, f2 = _pow2(be, k)
-    outside = xp.where(x > zero, be.scalar(float("inf"), dt), zero)
-    outside = xp.where(x == x, outside, x)
-    return xp.where(inside, (p * f1) * f2, outside)
+    return xp.where(inside, (p * f1) * f2, _exp_outside(be, x))
 
 
 @functools.cache
 def _mlx_exp() -> Any:
     mx = sys.modules["mlx.core"]
-    from ._backend import resolve
-
-    be = resolve("anyloss", ("x", mx.zeros((), dtype=mx.float32)))
+    be = mlx_backend()
     f = mx.custom_function(mx.compile(lambda x: _faithful_exp(be, x)))
 
     def f_vjp(primals: Any, cotangent: Any, output: Any) -> Any:
@@ -319,9 +319,7 @@ def _jax_rule(kind: str) -> Any:
 @functools.cache
 def _mlx_rule(kind: str) -> Any:
     mx = sys.modules["mlx.core"]
-    from ._backend import resolve
-
-    be = resolve("anyloss", ("x", mx.zeros(())))
+    be = mlx_backend()
     pair = _exp_pair if kind == "exp" else _log_pair
     f = mx.custom_function(mx.compile(lambda x: pair(be, x)))
 

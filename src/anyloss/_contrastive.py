@@ -339,7 +339,7 @@ def _float32_only(be: Backend, x: Any) -> bool:
     the double-float path supports."""
     return (
         be.name in ("jax", "mlx", "torch")
-        and be.wide == be.work
+        and be.float32_only
         and x.dtype == getattr(be.xp, "float32", None)
     )
 
