@@ -115,12 +115,12 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "cosine_similarity_loss-parallel": (4, 4),  # 1, 1
     "cosine_similarity_loss-mean_1e5": (4, 4),  # 0.13, 0.13
     "triplet_loss-ordinary": (4, 4),  # 0.46, 0.46 (double-word float32)
-    "triplet_loss-near_equal": (8, 8),  # 4.84, 5.84
-    "triplet_loss-near_equal_1e20": (8, 8),  # 4.42, 4.58
+    "triplet_loss-near_equal": (4, 4),  # 0.44, 0.44 (was 4.84, 5.84: sum3)
+    "triplet_loss-near_equal_1e20": (4, 4),  # 0.43, 0.43 (was 4.42, 4.58)
     "triplet_loss-huge_1e20": (4, 4),  # 0.41, 0.41
     "triplet_loss-tiny_1e-20": (4, 4),  # 0, 0
     "triplet_loss-p1": (4, 4),  # 0.5, 0.5
-    "triplet_loss-p3": (8, 8),  # 6.75, 6.75
+    "triplet_loss-p3": (4, 4),  # 0.43, 0.43 (was 6.75, 6.75: dd_pow)
     "triplet_loss-mean_1e5": (4, 4),  # 0.084, 0.084
     "margin_ranking_loss-ordinary": (4, 4),  # 0.5, 0.5
     "margin_ranking_loss-near_margin": (4, 4),  # 0.2, 0.2

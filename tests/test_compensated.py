@@ -35,7 +35,10 @@ from anyloss._compensated import (
     dd_sqrt,
     dd_sum,
     dd_sums,
+    exact_square,
+    fast_two_sum,
     pairwise_sum,
+    sum3,
     two_prod,
     two_square,
     two_sum,
@@ -754,7 +757,8 @@ def test_two_sum_subnormal_backends(library: str) -> None:
 
 def test_jax_jit() -> None:
     """Under ``jax.jit`` (float32: x64 is off) bit-identical to eager NumPy
-    where the algorithms are the same: XLA does not reassociate."""
+    where the algorithms are the same: XLA does not reassociate additions of
+    traced values (those with constants: see the next test)."""
     jax = pytest.importorskip("jax")
     jnp = pytest.importorskip("jax.numpy")
     out = jax.jit(_all_ops)(*(jnp.asarray(x) for x in _backend_inputs()))
@@ -776,3 +780,138 @@ def test_torch_compile() -> None:
     compiled = torch.compile(_all_ops, fullgraph=True)
     out = compiled(*(torch.from_numpy(x) for x in _backend_inputs()))
     _check_against_numpy(out, exact_lows=True)
+
+
+def test_two_sum_with_a_constant_under_jax_jit() -> None:
+    """XLA folds ``(x + c) - c`` into ``x`` for a constant ``c`` of the trace,
+    which would make TwoSum's error 0 where ``1 + x`` rounds. A constant
+    second is safe; a Python number first is put second by two_sum and
+    fast_two_sum themselves (a constant made inside the trace is a tracer
+    like any other: the callers pass those second)."""
+    jax = pytest.importorskip("jax")
+    jnp = pytest.importorskip("jax.numpy")
+    x = np.array([1e-8, 3e-8, -1e-9, 0.1, 2.0**-25, 1.5], dtype=np.float32)
+
+    def pairs(v: Any) -> tuple[Any, ...]:
+        one = jnp.asarray(1.0, dtype=jnp.float32)  # a literal of the trace
+        return (*two_sum(v, one), *two_sum(1.0, v), *fast_two_sum(1.0, v), *two_sum(v, 1.0))
+
+    out = [np.asarray(r) for r in jax.jit(pairs)(jnp.asarray(x))]
+    want = _fr(x) + 1
+    for s, e in zip(out[::2], out[1::2], strict=True):
+        _assert_exact(_fr(s) + _fr(e), want)
+        assert np.count_nonzero(e) >= 4  # the errors themselves, not zeros
+
+
+# --------------------------------------------------------------------------
+# exact_square and sum3: sums that cancel deeper than double words resolve
+# --------------------------------------------------------------------------
+
+# float64 on NumPy; float32 on every library (JAX also under jit)
+_SUM3_CASES = [
+    pytest.param(library, dtype, id=f"{library}-{np.dtype(dtype).name}")
+    for library, dtype in [
+        ("numpy", np.float32),
+        ("numpy", np.float64),
+        ("jax", np.float32),
+        ("jax-jit", np.float32),
+        ("mlx", np.float32),
+    ]
+]
+
+
+@pytest.mark.parametrize(("library", "dtype"), _SUM3_CASES)
+def test_exact_square_is_exact(library: str, dtype: Any) -> None:
+    rng = np.random.default_rng(5)
+    x = np.concatenate(
+        [_floats(rng, 64, dtype), _floats(rng, 16, dtype, 1e10), _floats(rng, 16, dtype, 1e-10)]
+    )
+    x = np.concatenate([x, np.nextafter(np.ones(4, dtype), 2), [0.0, -3.0]]).astype(dtype)
+    fn = lambda v: tuple(exact_square(v, resolve("t", ("x", v))))  # noqa: E731
+    words = _call(library, fn, x)
+    assert len(words) == 3
+    _assert_exact(sum(_fr(w) for w in words), _fr(x) * _fr(x))
+
+
+def _call(library: str, fn: Callable[[Any], Any], *arrays: np.ndarray) -> list[np.ndarray]:
+    """``fn`` on ``library``'s arrays (``jax-jit``: under ``jax.jit``), as NumPy."""
+    if library == "jax-jit":
+        jax = pytest.importorskip("jax")
+        fn = jax.jit(fn)
+    put = _to_library(library.removesuffix("-jit"))
+    return [_to_numpy(r) for r in fn(*(put(a) for a in arrays))]
+
+
+def _cancelling_rows(dtype: Any) -> np.ndarray:
+    """Rows (axis 1) of 2 x 40 words whose sum cancels to about ``2^-34`` of
+    the sum of their magnitudes (float32): each row holds the exact squares
+    (``exact_square``, Fractions-checked above) of a vector and of its
+    reversal with one small entry an ulp away (the distances of a triplet
+    loss equal but for the last bit), plus rows of huge and tiny words and
+    exact zeros."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for scale in (1.0, 1e-3, 1e3):
+        for _ in range(4):
+            d = _floats(rng, 8, dtype, scale)
+            d[0] = dtype(scale * 2.0**-4 * rng.uniform(1.0, 2.0))
+            e = d[::-1].copy()  # the same sum of squares but for one ulp of d[0]
+            e[-1] = np.nextafter(d[0], dtype(np.inf))
+            words = [w for v in d for w in _square_words(v)] + [
+                -w for v in e for w in _square_words(v)
+            ]
+            rows.append(words + [0.0] * (80 - len(words)))
+    big = _floats(rng, 40, dtype, 1e20)
+    rows.append(list(big) + list(-big[::-1]))  # exactly 0
+    mixed = np.concatenate([_floats(rng, 20, dtype, 1e10), _floats(rng, 20, dtype, 1e-10)])
+    rows.append(list(mixed) + list(-mixed[:20]) + [0.0] * 20)  # the tiny ones remain
+    return np.array(rows, dtype=dtype)
+
+
+def _square_words(v: Any) -> list[Any]:
+    return [np.asarray(w) for w in exact_square(np.asarray(v))]
+
+
+@pytest.mark.parametrize(("library", "dtype"), _SUM3_CASES)
+def test_sum3_resolves_deep_cancellation(library: str, dtype: Any) -> None:
+    """``sum3`` as accurate as three times the precision: ``hi + lo`` within
+    ``2 u^2 |S| + log2(n)^3 u^3 sum |x|`` (``n`` = 128, the 80 words of a row
+    padded), so rounded to within 1 ulp of ``S`` where a double-word sum
+    (:func:`dd_sum`) is hundreds of ulp off."""
+    x = _cancelling_rows(dtype)
+    exact, terms = _exact_sum(_fr(x), 1)
+    u = _unit(dtype)
+
+    def fn(v: Any) -> tuple[Any, ...]:
+        be = resolve("t", ("x", v))
+        halves = [v[:, :40], v[:, 40:]]  # two words, summed along axis 1
+        hi, lo = sum3(be, halves, 1)
+        return hi, lo, dd_finish(be, hi, lo), *dd_sum(be, v, v * 0, 1)
+
+    hi, lo, finished, dd_hi, dd_lo = _call(library, fn, x)
+    got = _fr(hi) + _fr(lo)
+    for g, want, t in zip(got, exact, terms, strict=True):
+        assert abs(g - want) <= 2 * u * u * abs(want) + 7**3 * u**3 * t, (float(g), float(want))
+    for f, want in zip(finished[:12], exact[:12], strict=True):  # the triplet-like rows
+        assert abs(Fraction(float(f)) - want) <= _ulp(want, dtype)
+    assert finished[12] == 0
+    # the rows are adversarial: double words are far off on the squares
+    dd_err = [
+        abs(Fraction(float(h)) + Fraction(float(low)) - w) / _ulp(w, dtype)
+        for h, low, w in zip(dd_hi[:12], dd_lo[:12], exact[:12], strict=True)
+    ]
+    assert max(dd_err) > 4
+
+
+def test_sum3_edge_shapes() -> None:
+    be = resolve("t", ("x", np.zeros(1)))
+    hi, lo = sum3(be, [np.zeros((3, 0))], 1)
+    np.testing.assert_array_equal(hi, np.zeros(3))
+    np.testing.assert_array_equal(lo, np.zeros(3))
+    one = np.array([[2.5], [-1.0]])
+    hi, lo = sum3(be, [one, one, one], 1)  # three words of length 1: padded to 4
+    np.testing.assert_array_equal(hi, [7.5, -3.0])
+    np.testing.assert_array_equal(lo, [0.0, 0.0])
+    x = np.arange(24.0).reshape(2, 3, 4)
+    hi, _ = sum3(be, [x], 0)  # another axis
+    np.testing.assert_array_equal(hi, x.sum(axis=0))

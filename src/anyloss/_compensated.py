@@ -15,7 +15,10 @@ and the operations below keep every rounding error they make:
   precision, whatever the memory layout (a library's own sum depends on
   it); pairwise in a fixed order, or on JAX one reduction with a TwoSum
   combiner;
-- :func:`dd_add`, :func:`dd_sqrt`, :func:`dd_finish` on ``(hi, lo)`` pairs.
+- :func:`dd_add`, :func:`dd_sqrt`, :func:`dd_finish` on ``(hi, lo)`` pairs;
+- :func:`exact_square` and :func:`sum3`, for sums that cancel deeper than
+  double words resolve: a square as three floats, and a sum as accurate as
+  if computed in three times the precision.
 
 Every function is built from the library's own ``+ - * / sqrt`` and
 ``where``: generic over array libraries, traceable by ``jax.jit``,
@@ -48,19 +51,40 @@ __all__ = [
     "dd_dots",
     "dd_sum",
     "dd_sums",
+    "exact_square",
+    "exact_value",
     "fast_two_sum",
     "fused",
     "mlx_backend",
     "pairwise_sum",
     "pow2",
+    "sum3",
     "two_prod",
     "two_square",
     "two_sum",
 ]
 
 
+def _literal(x: Any) -> bool:
+    """Whether ``x`` is a constant of a ``jax.jit`` trace (a Python number or
+    a concrete JAX array among traced ones)."""
+    if isinstance(x, (int, float)):
+        return True
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
+
+
 def two_sum(a: Any, b: Any) -> tuple[Any, Any]:
-    """``s, e`` with ``s = fl(a + b)`` and ``a + b = s + e`` exactly (Knuth)."""
+    """``s, e`` with ``s = fl(a + b)`` and ``a + b = s + e`` exactly (Knuth).
+
+    A constant goes second: XLA reassociates additions of constants
+    (``(x + c) - c`` becomes ``x``), which turns ``fl(s - a)`` for a
+    constant ``a`` into ``b`` and loses the error; with the constant as
+    ``b`` no such pair forms. Done here for a constant ``a`` seen as one
+    (a Python number, a concrete array under ``jax.jit``); a constant
+    computed inside the trace (``ones_like``) must be passed second."""
+    if _literal(a) and not _literal(b):
+        a, b = b, a
     s = a + b
     bv = s - a
     return s, (a - (s - bv)) + (b - bv)
@@ -68,7 +92,10 @@ def two_sum(a: Any, b: Any) -> tuple[Any, Any]:
 
 def fast_two_sum(a: Any, b: Any) -> tuple[Any, Any]:
     """``s, e`` with ``s = fl(a + b)`` and ``a + b = s + e`` exactly, for
-    ``|a| >= |b|`` (or ``a = 0``) (Dekker): renormalizes a double word."""
+    ``|a| >= |b|`` (or ``a = 0``) (Dekker): renormalizes a double word. A
+    constant ``a`` takes :func:`two_sum` (see there)."""
+    if _literal(a) and not _literal(b):
+        return two_sum(b, a)
     s = a + b
     return s, b - (s - a)
 
@@ -182,6 +209,72 @@ def two_square(a: Any, be: Backend | None = None) -> tuple[Any, Any]:
     if be is None or be.name != "jax":
         return two_prod(a, a)
     return _jax_two_square(a)
+
+
+def exact_square(a: Any, be: Backend | None = None) -> list[Any]:
+    """``a^2`` as three floats ``[h^2, 2 h l, l^2]`` whose sum is exact
+    (``a = h + l``, each half of ``a``'s bits: every product is exact, so a
+    compiler contracting one into a fused multiply-add changes nothing).
+    For sums that need ``a^2`` to more than twice the precision; the split
+    is the bit mask on JAX (see :func:`two_prod`), Dekker's elsewhere."""
+    hi, lo = _mask_split(a) if be is not None and be.name == "jax" else _split(a)
+    return [hi * hi, 2.0 * (hi * lo), lo * lo]
+
+
+def _error_tree(be: Backend, x: Any, axis: int) -> tuple[Any, Any]:
+    """``(s, errs)`` with ``sum(x) = s + sum(errs)`` exactly along ``axis``
+    (kept, of length 1 for ``s``): a pairwise sum by TwoSums, padded with
+    zeros to a power of two, whose every error is kept in ``errs``."""
+    xp = be.xp
+    lead = (slice(None),) * axis
+    n = x.shape[axis]
+    size = 1 << max(n - 1, 0).bit_length()
+    if size != n:  # size - n < n zeros, on x's device
+        pad = (*lead, slice(0, size - n), ...)
+        x = xp.concat([x, xp.zeros_like(x[pad])], axis=axis)
+    errs = []
+    while size > 1:
+        size //= 2
+        low, high = (*lead, slice(0, size), ...), (*lead, slice(size, 2 * size), ...)
+        x, e = two_sum(x[low], x[high])
+        errs.append(e)
+    return x, xp.concat(errs, axis=axis) if errs else xp.zeros_like(x)
+
+
+def sum3(be: Backend, words: list[Any], axis: int) -> tuple[Any, Any]:
+    """The sum of the arrays ``words`` (of one shape) and of their entries
+    along ``axis``, as ``(s, e)`` accurate as if computed in three times the
+    precision (Ogita-Rump-Oishi SumK with K = 3, by pairwise trees): for
+    sums that cancel to ``2^-30`` of their terms, as the difference of two
+    nearly equal sums of squares can, where the 48 bits of a float32
+    :func:`dd_sum` leave fewer than 24.
+
+    The words are concatenated along the axis and summed by a tree of
+    TwoSums whose errors (exact) are summed by another such tree; the plain
+    sum of that tree's errors is off by about ``log2(n)^3 u^3`` times the
+    sum of the absolute words (``u`` the unit roundoff). Generic slicing:
+    meant for short rows (the words of a row are as many as its entries
+    times their count), on the value only (no derivative is wanted of it).
+    """
+    xp = be.xp
+    axis = axis % words[0].ndim
+    x = xp.concat(words, axis=axis) if len(words) > 1 else words[0]
+    if x.shape[axis] == 0:
+        return xp.sum(x, axis=axis), xp.sum(x, axis=axis)
+    s1, e1 = _error_tree(be, x, axis)
+    s2, e2 = _error_tree(be, e1, axis)
+    hi, lo = two_sum(xp.squeeze(s1, axis=axis), xp.squeeze(s2, axis=axis))
+    return hi, lo + xp.sum(e2, axis=axis)
+
+
+def exact_value(be: Backend, exact: Any, plain: Any) -> Any:
+    """``exact`` (a value computed apart, say in double words, without a
+    derivative) differentiated as ``plain`` (the same value from the float
+    formulas): ``exact + (plain - stop_gradient(plain))``. Where ``plain``
+    is not finite (an infinite loss, a NaN input) it is ``plain`` itself:
+    its ``inf - inf`` would make the sum NaN."""
+    xp = be.xp
+    return xp.where(xp.isfinite(plain), exact + (plain - be.stop_gradient(plain)), plain)
 
 
 def dd_add(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:

@@ -24,10 +24,14 @@ from ._compensated import (
     dd_finish,
     dd_sqrt,
     dd_sums,
+    exact_square,
+    exact_value,
+    sum3,
     two_prod,
     two_square,
     two_sum,
 )
+from ._compensated_exp_log import dd_pow
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 from .kernels import fast
@@ -246,6 +250,37 @@ def _triplet_gap(be: Backend, a: Any, pos: Any, neg: Any, axis: int, p: float, e
     return (c * (xp.pow(inner_p, inv) - xp.pow(inner_n, inv))) / h
 
 
+def _scaled_differences(
+    be: Backend, a: Any, pos: Any, neg: Any, axis: int, root: float
+) -> tuple[Any, ...]:
+    """``dp = a - pos``, ``dn = a - neg`` and ``x = neg - pos`` as exact
+    double words (TwoSum), at the scales of :func:`_triplet_gap`: the
+    inputs times ``h`` (1/2 where one exceeds half the largest float),
+    divided by ``c`` (a power of two near the largest difference, or near
+    ``root h``, the ``p``-th root of ``eps``). Returns ``dp, dp_lo, dn,
+    dn_lo, x, x_lo, c, h`` (``c``, ``h`` without the axis)."""
+    xp = be.xp
+    dt = a.dtype
+    one, zero = be.scalar(1.0, dt), be.scalar(0.0, dt)
+    big = xp.maximum(xp.maximum(xp.abs(a), xp.abs(pos)), xp.abs(neg))
+    big = amax(be, big, axis=axis, keepdims=True)
+    h = be.stop_gradient(xp.where(big > float(xp.finfo(dt).max) * 0.5, be.scalar(0.5, dt), one))
+    ah, ph, nh = a * h, pos * h, neg * h
+    dp, dp_lo = two_sum(ah, -ph)
+    dn, dn_lo = two_sum(ah, -nh)
+    peak = xp.maximum(
+        amax(be, xp.abs(dp), axis=axis, keepdims=True),
+        amax(be, xp.abs(dn), axis=axis, keepdims=True),
+    )
+    peak = xp.maximum(peak, root * h)
+    usable = (peak > zero) & (peak < be.scalar(float("inf"), dt))
+    peak = xp.where(usable, peak, one)
+    c = _pow2_below(be, peak)
+    x, x_lo = two_sum(nh, -ph)  # neg - pos = dp - dn
+    scaled = (_unscale(be, v, c) for v in (dp, dp_lo, dn, dn_lo, x, x_lo))
+    return (*scaled, xp.squeeze(c, axis=axis), xp.squeeze(h, axis=axis))
+
+
 def _triplet_loss_dd(
     be: Backend, a: Any, pos: Any, neg: Any, axis: int, p: float, margin: float, eps: float
 ) -> Any:
@@ -259,24 +294,8 @@ def _triplet_loss_dd(
     xp = be.xp
     dt = a.dtype
     one, zero = be.scalar(1.0, dt), be.scalar(0.0, dt)
-    big = xp.maximum(xp.maximum(xp.abs(a), xp.abs(pos)), xp.abs(neg))
-    big = amax(be, big, axis=axis, keepdims=True)
-    h = be.stop_gradient(xp.where(big > float(xp.finfo(dt).max) * 0.5, be.scalar(0.5, dt), one))
-    ah, ph, nh = a * h, pos * h, neg * h
-    dp, dp_lo = two_sum(ah, -ph)
-    dn, dn_lo = two_sum(ah, -nh)
     root = math.sqrt(eps) if p == 2.0 else eps
-    peak = xp.maximum(
-        amax(be, xp.abs(dp), axis=axis, keepdims=True),
-        amax(be, xp.abs(dn), axis=axis, keepdims=True),
-    )
-    peak = xp.maximum(peak, root * h)
-    usable = (peak > zero) & (peak < be.scalar(float("inf"), dt))
-    peak = xp.where(usable, peak, one)
-    c = _pow2_below(be, peak)
-    x, x_lo = two_sum(nh, -ph)  # neg - pos = dp - dn
-    dp, dp_lo, dn, dn_lo, x, x_lo = (_unscale(be, v, c) for v in (dp, dp_lo, dn, dn_lo, x, x_lo))
-    c, h = xp.squeeze(c, axis=axis), xp.squeeze(h, axis=axis)
+    dp, dp_lo, dn, dn_lo, x, x_lo, c, h = _scaled_differences(be, a, pos, neg, axis, root)
     if p == 1.0:
         # sum |dp| - sum |dn| (eps cancels)
         signed = [
@@ -293,7 +312,11 @@ def _triplet_loss_dd(
         for d, d_lo in ((dp, dp_lo), (dn, dn_lo)):
             sq, sq_err = two_square(d, be)
             terms.append((sq, sq_err + 2.0 * (d * d_lo)))
-        num, sum_p, sum_n = dd_sums(be, terms, axis)  # one reduction on JAX
+        if be.float32_only:
+            sum_p, sum_n = dd_sums(be, terms[1:], axis)
+            num = _exact_square_gap(be, (dp, dp_lo), (dn, dn_lo), x * y, axis)
+        else:
+            num, sum_p, sum_n = dd_sums(be, terms, axis)  # one reduction on JAX
         q = ((eps * (h * h)) / c) / c
         roots = [dd_sqrt(be, *dd_add(total, (q, zero))) for total in (sum_p, sum_n)]
         den, den_lo = dd_add(roots[0], roots[1])
@@ -306,8 +329,62 @@ def _triplet_loss_dd(
         ) / den_safe
         g, g_lo = xp.where(positive, g, zero), xp.where(positive, g_lo, zero)
     g, g_lo = (g * c) / h, (g_lo * c) / h
-    r, r_err = two_sum(g, be.scalar(margin, dt))
-    return xp.maximum(dd_finish(be, r, r_err + g_lo), zero)
+    return _plus_margin(be, (g, g_lo), margin)
+
+
+def _plus_margin(be: Backend, gap: tuple[Any, Any], margin: float) -> Any:
+    """``max(gap + margin, 0)`` rounded once, for a double word ``gap``
+    (``margin`` a double word too where the dtype is float32)."""
+    dt = gap[0].dtype
+    m_hi = float(np.float32(margin)) if "32" in str(dt) else margin
+    r, r_err = two_sum(gap[0], be.scalar(m_hi, dt))
+    lo = r_err + (gap[1] + be.scalar(margin - m_hi, dt))
+    return be.xp.maximum(dd_finish(be, r, lo), be.scalar(0.0, dt))
+
+
+def _triplet_loss_pow(
+    be: Backend, a: Any, pos: Any, neg: Any, axis: int, p: float, margin: float, eps: float
+) -> Any:
+    """The value of ``max(d(a, pos) - d(a, neg) + margin, 0)`` for ``p``
+    other than 1 and 2 in float32 alone: the scaled differences as double
+    words (:func:`_scaled_differences`), their ``p``-th powers, the sums,
+    the roots (:func:`dd_pow`) and the gap in double words up to the
+    margin. For the value only (no derivative)."""
+    xp = be.xp
+    sg = be.stop_gradient
+    zero = be.scalar(0.0, a.dtype)
+    root = eps ** (1.0 / p)
+    dp, dp_lo, dn, dn_lo, _, _, c, h = _scaled_differences(be, sg(a), sg(pos), sg(neg), axis, root)
+    powers = [
+        dd_pow(be, xp.abs(d), xp.where(d < zero, -d_lo, d_lo), p)
+        for d, d_lo in ((dp, dp_lo), (dn, dn_lo))
+    ]
+    q = xp.pow((root * h) / c, be.scalar(p, a.dtype))
+    roots = [dd_pow(be, *dd_add(total, (q, zero)), 1.0 / p) for total in dd_sums(be, powers, axis)]
+    g, g_lo = dd_add(roots[0], (-roots[1][0], -roots[1][1]))
+    return _plus_margin(be, ((g * c) / h, (g_lo * c) / h), margin)
+
+
+def _exact_square_gap(
+    be: Backend, dp: tuple[Any, Any], dn: tuple[Any, Any], xy: Any, axis: int
+) -> tuple[Any, Any]:
+    """``sum dp^2 - sum dn^2`` along ``axis`` for double words ``dp``, ``dn``,
+    in float32 alone: for distances equal to float32 rounding the
+    difference is ``2^-30`` of the sums, below what double words resolve.
+    Each square is six exact words (:func:`exact_square` of ``hi``,
+    ``2 hi lo`` by :func:`two_prod`, ``lo^2``), summed by :func:`sum3`. The
+    derivative is that of ``sum xy`` (``xy = (neg - pos)(dp + dn)``, the
+    same difference in float32)."""
+    sg = be.stop_gradient
+    words: list[Any] = []
+    for (d, d_lo), sign in ((dp, 1.0), (dn, -1.0)):
+        d, d_lo = sg(d), sg(d_lo)
+        cross, cross_err = two_prod(d, d_lo, be)
+        parts = [*exact_square(d, be), 2.0 * cross, 2.0 * cross_err, d_lo * d_lo]
+        words += parts if sign > 0 else [-w for w in parts]
+    hi, lo = sum3(be, words, axis)
+    plain = be.xp.sum(xy, axis=axis)
+    return hi + (plain - sg(plain)), lo
 
 
 @public
@@ -393,6 +470,9 @@ def triplet_loss(
     else:
         gap = _triplet_gap(be, a, pos, neg, ax, pdeg, eps)
         loss = xp.maximum(gap + margin, zero)
+        if be.float32_only:  # the value in double words
+            exact = _triplet_loss_pow(be, a, pos, neg, ax, pdeg, margin, eps)
+            loss = exact_value(be, exact, loss)
     loss = _plain_where_infinite(be, a, pos, neg, ax, loss)
     return reduce(be, loss, reduction)
 
@@ -456,7 +536,7 @@ def margin_ranking_loss(
         m_hi = float(np.float32(margin))
         m_lo = be.scalar(margin - m_hi, be.wide)
         d, d_err = two_sum(x1, -x2)
-        r, r_err = two_sum(be.scalar(m_hi, be.wide), -(y * d))
+        r, r_err = two_sum(-(y * d), be.scalar(m_hi, be.wide))  # constant second
         err = (r_err + m_lo) - y * d_err
         # an infinite input or an overflowing difference makes TwoSum's error
         # inf - inf = NaN; the plain sum r is right there
