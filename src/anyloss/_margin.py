@@ -22,8 +22,17 @@ from ._checks import (
     shapes_match,
 )
 from ._classification import _one_hot
-from ._compensated import two_sum
-from ._embedding import _scale, _unscale
+from ._compensated import (
+    dd_dots,
+    dd_finish,
+    dd_sqrt,
+    dd_sums,
+    exact_value,
+    two_prod,
+    two_square,
+    two_sum,
+)
+from ._embedding import _plus_margin, _pow2_scale, _scale, _unscale
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 
@@ -185,7 +194,7 @@ def multiclass_hinge_loss(
         # float, split into float32 hi + lo), as margin_ranking_loss does.
         m_hi = float(np.float32(margin))
         d, d_err = two_sum(rival, -target)
-        r, r_err = two_sum(be.scalar(m_hi, be.wide), d)
+        r, r_err = two_sum(d, be.scalar(m_hi, be.wide))  # the constant second
         err = (r_err + be.scalar(margin - m_hi, be.wide)) + d_err
         # an infinite logit or an overflowing difference makes the error terms
         # NaN (inf - inf); the sum is right there
@@ -340,4 +349,79 @@ def cosine_embedding_loss(
     similar = xp.where(large, half_sq, one - cos_eps)
     dissimilar = xp.maximum(cos - margin, zero)
     loss = xp.where(y == one, similar, xp.where(y == -one, dissimilar, zero))
+    if be.float32_only and all(shape_of(a)):
+        # the value in double words, the derivative of the float32 formulas
+        similar, dissimilar = _cosine_embedding_terms(be, a, b, ax, margin, eps)
+        exact = xp.where(y == one, similar, xp.where(y == -one, dissimilar, zero))
+        loss = exact_value(be, exact, loss)
     return reduce(be, loss, reduction)
+
+
+def _dd_quotient(be: Backend, x: Any, d: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``x / (d_hi + d_lo)`` as a double word, for a double word or a float
+    ``x`` (``(x, 0)``) and ``d_hi > 0``: one correction from the exact
+    residual."""
+    q = x[0] / d[0]
+    p, p_err = two_prod(q, d[0], be)
+    return q, ((((x[0] - p) - p_err) + x[1]) - q * d[1]) / d[0]
+
+
+def _dd_product(be: Backend, a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``(a_hi + a_lo)(b_hi + b_lo)`` as a double word."""
+    p, p_err = two_prod(a[0], b[0], be)
+    return p, p_err + (a[0] * b[1] + a[1] * b[0])
+
+
+def _cosine_embedding_terms(
+    be: Backend, a: Any, b: Any, ax: int, margin: float, eps: float
+) -> tuple[Any, Any]:
+    """The values of ``1 - cos`` and ``max(cos - margin, 0)`` in float32
+    alone, to a few ulp (for the value only: no derivative).
+
+    - The vectors are scaled by powers of two (exact), their dot product
+      and squared norms are double-word sums (:func:`dd_dots`) and the
+      norms double-word square roots.
+    - ``1 - cos = ||x1/|x1| - x2/|x2|||^2 / 2`` from unit vectors whose
+      entries are double-word quotients: for parallel vectors the
+      difference is ``1e-6`` of the entries and keeps 24 bits, where
+      float32 unit vectors leave none (1 - cos of ``1e-12`` was 2e6 ulp off).
+    - ``cos`` itself, and ``cos_eps = dot s1 s2 / eps`` where the norms
+      are below ``eps`` (``eps`` a double word too), are double-word
+      quotients; the margin is added to the double word
+      (:func:`_plus_margin`), so ``cos - margin`` is rounded once.
+    """
+    xp = be.xp
+    sg = be.stop_gradient
+    a, b = sg(a), sg(b)
+    dt = a.dtype
+    zero, one = be.scalar(0.0, dt), be.scalar(1.0, dt)
+    s1, s2 = _pow2_scale(be, a, ax), _pow2_scale(be, b, ax)
+    u1, u2 = _unscale(be, a, s1), _unscale(be, b, s2)
+    dot, sq1, sq2 = dd_dots(be, [(u1, u2), (u1, u1), (u2, u2)], ax)
+    some1, some2 = sq1[0] > zero, sq2[0] > zero  # zero vectors: norm 1 (unused)
+    n1 = dd_sqrt(be, xp.where(some1, sq1[0], one), xp.where(some1, sq1[1], zero))
+    n2 = dd_sqrt(be, xp.where(some2, sq2[0], one), xp.where(some2, sq2[1], zero))
+    # unit vectors and half the square of their difference
+    v1 = _dd_quotient(be, (u1, zero), tuple(xp.expand_dims(v, axis=ax) for v in n1))
+    v2 = _dd_quotient(be, (u2, zero), tuple(xp.expand_dims(v, axis=ax) for v in n2))
+    d, d_err = two_sum(v1[0], -v2[0])  # exact, but no more precise than the entries:
+    d, d_lo = two_sum(d, d_err + (v1[1] - v2[1]))  # the low parts hold as much
+    sq, sq_err = two_square(d, be)
+    ((half, half_lo),) = dd_sums(be, [(sq, sq_err + 2.0 * (d * d_lo))], ax)
+    half, half_lo = 0.5 * half, 0.5 * half_lo
+    # cos, by the norms or by eps
+    norms = _dd_product(be, n1, n2)
+    s1, s2 = xp.squeeze(s1, axis=ax), xp.squeeze(s2, axis=ax)
+    large = some1 & some2 & ((norms[0] * s1) * s2 >= be.scalar(eps, dt))
+    by_norms = _dd_quotient(be, dot, norms)
+    if eps > 0:
+        e_hi = float(np.float32(eps))
+        big, small = xp.maximum(s1, s2), xp.minimum(s1, s2)
+        f, f_lo = _dd_quotient(be, (small, zero), (be.scalar(e_hi, dt), be.scalar(eps - e_hi, dt)))
+        by_eps = _dd_product(be, dot, (f * big, f_lo * big))  # dot s1 s2 / eps
+    else:
+        by_eps = (zero, zero)
+    cos = tuple(xp.where(large, n, e) for n, e in zip(by_norms, by_eps, strict=True))
+    r, r_err = two_sum(-by_eps[0], one)  # 1 - cos_eps (the constant second)
+    similar = xp.where(large, dd_finish(be, half, half_lo), dd_finish(be, r, r_err - by_eps[1]))
+    return similar, _plus_margin(be, cos, -margin)
