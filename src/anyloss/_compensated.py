@@ -15,7 +15,8 @@ and the operations below keep every rounding error they make:
   precision, whatever the memory layout (a library's own sum depends on
   it); pairwise in a fixed order, or on JAX one reduction with a TwoSum
   combiner;
-- :func:`dd_add`, :func:`dd_sqrt`, :func:`dd_finish` on ``(hi, lo)`` pairs;
+- :func:`dd_add`, :func:`dd_mul`, :func:`dd_div`, :func:`dd_sqrt`,
+  :func:`dd_finish` on ``(hi, lo)`` pairs;
 - :func:`exact_square` and :func:`sum3`, for sums that cancel deeper than
   double words resolve: a square as three floats, and a sum as accurate as
   if computed in three times the precision.
@@ -45,8 +46,10 @@ from ._backend import Backend
 
 __all__ = [
     "dd_add",
+    "dd_div",
     "dd_dot",
     "dd_finish",
+    "dd_mul",
     "dd_sqrt",
     "dd_dots",
     "dd_sum",
@@ -270,17 +273,37 @@ def sum3(be: Backend, words: list[Any], axis: int) -> tuple[Any, Any]:
 def exact_value(be: Backend, exact: Any, plain: Any) -> Any:
     """``exact`` (a value computed apart, say in double words, without a
     derivative) differentiated as ``plain`` (the same value from the float
-    formulas): ``exact + (plain - stop_gradient(plain))``. Where ``plain``
-    is not finite (an infinite loss, a NaN input) it is ``plain`` itself:
-    its ``inf - inf`` would make the sum NaN."""
+    formulas): ``exact + (plain - stop_gradient(plain))``. Where either is
+    not finite it is ``plain`` itself: an infinite loss would make the sum
+    ``inf - inf``, and the double words can overflow where the formulas do
+    not (Dekker's split of an input near the largest float)."""
     xp = be.xp
-    return xp.where(xp.isfinite(plain), exact + (plain - be.stop_gradient(plain)), plain)
+    finite = xp.isfinite(plain) & xp.isfinite(exact)
+    return xp.where(finite, exact + (plain - be.stop_gradient(plain)), plain)
 
 
 def dd_add(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
-    """``a + b`` for double-word ``a = (hi, lo)`` and ``b``."""
+    """``a + b`` for double-word ``a = (hi, lo)`` and ``b``, normalized
+    (``|lo| <= ulp(hi) / 2``) even where the high parts cancel: a square or
+    a product taken of it afterwards sees the low part."""
     s, e = two_sum(a[0], b[0])
-    return s, e + (a[1] + b[1])
+    return two_sum(s, e + (a[1] + b[1]))
+
+
+def dd_mul(be: Backend, a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``(a_hi + a_lo)(b_hi + b_lo)`` as a normalized double word (``a_lo
+    b_lo``, below ``u^2`` of the product, dropped), for normalized ``a`` and
+    ``b`` (or a high part of 0)."""
+    p, p_err = two_prod(a[0], b[0], be)
+    return fast_two_sum(p, p_err + (a[0] * b[1] + a[1] * b[0]))  # normalized
+
+
+def dd_div(be: Backend, a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``(a_hi + a_lo) / (b_hi + b_lo)`` as a double word, for ``b_hi != 0``:
+    the float quotient and one correction from the exact residual."""
+    q = a[0] / b[0]
+    p, p_err = two_prod(q, b[0], be)
+    return fast_two_sum(q, ((((a[0] - p) - p_err) + a[1]) - q * b[1]) / b[0])  # normalized
 
 
 def dd_sum(be: Backend, hi: Any, lo: Any, axis: int) -> tuple[Any, Any]:

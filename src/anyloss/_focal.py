@@ -5,6 +5,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import numpy as np
+
 from ._backend import Backend, convert, resolve
 from ._checks import (
     Reduction,
@@ -23,8 +25,18 @@ from ._checks import (
     unit_interval,
 )
 from ._classification import _softplus, _take_along, _weighted
-from ._compensated import two_sum
-from ._compensated_exp_log import exp
+from ._compensated import (
+    dd_add,
+    dd_div,
+    dd_finish,
+    dd_mul,
+    dd_sums,
+    exact_value,
+    fast_two_sum,
+    two_square,
+    two_sum,
+)
+from ._compensated_exp_log import dd_exp, dd_log, dd_pow, exp
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 
@@ -107,6 +119,125 @@ def _log_softmax(be: Backend, x: Any, axis: int) -> tuple[Any, Any]:
     if be.differentiable:  # the value of `top`, the gradient of `not_p`
         top = not_p + be.stop_gradient(top - not_p)
     return log_p, xp.where(below, not_p, top)
+
+
+# -- float32 alone: the values in double words --------------------------------
+#
+# On MLX and JAX without x64 the float32 formulas above round a dozen times,
+# and the focal power multiplies the relative error of 1 - p by gamma (4.2 ulp
+# for the sigmoid focal loss, 5.2 for the softmax one, on ordinary logits).
+# There the values are computed in double words (``exp``, ``log`` and the
+# power included) and rounded once; the derivatives stay those of the float32
+# formulas (:func:`exact_value`).
+
+Pair = tuple[Any, Any]
+
+
+def _dd_log(be: Backend, v: Pair) -> Pair:
+    """``log(v_hi + v_lo)`` for ``v_hi > 0``: ``log v_hi + v_lo / v_hi``."""
+    hi, lo = dd_log(be, v[0])
+    return fast_two_sum(hi, lo + v[1] / v[0])  # hi = 0 at v_hi = 1: normalized
+
+
+def _dd_focal_power(be: Backend, m: Pair, gamma: float) -> Pair:
+    """``m^gamma`` for a double word ``m >= 0``."""
+    if gamma == 1.0:
+        return m
+    if gamma == 2.0:
+        sq, err = two_square(m[0], be)
+        return sq, err + 2.0 * (m[0] * m[1])
+    return dd_pow(be, m[0], m[1], gamma)
+
+
+_TINY, _UP = 2.0**-20, 2.0**64
+
+
+def _scaled_up(be: Backend, v: Pair) -> tuple[Pair, Any]:
+    """``v`` times ``2^64`` where ``|v| < 2^-20`` (else 1), and the factor
+    that undoes it: the loss is a product of such small factors for a
+    confident prediction (``1e-37``), and the error terms of a product
+    below ``2^-100`` are subnormal (flushed to 0 by XLA's CPU code)."""
+    xp = be.xp
+    dt = v[0].dtype
+    tiny = xp.abs(v[0]) < be.scalar(_TINY, dt)
+    up = xp.where(tiny, be.scalar(_UP, dt), be.scalar(1.0, dt))
+    return (v[0] * up, v[1] * up), xp.where(tiny, be.scalar(1.0 / _UP, dt), be.scalar(1.0, dt))
+
+
+def _split(value: float, dtype: Any) -> tuple[float, float]:
+    """A Python float as float32 ``hi + lo`` (``lo = 0`` for float64)."""
+    if "64" in str(dtype):
+        return value, 0.0
+    hi = float(np.float32(value))
+    return hi, float(np.float32(value - hi))
+
+
+def _sigmoid_focal_dd(be: Backend, x: Any, t: Any, alpha: float | None, gamma: float) -> Any:
+    """The value of :func:`sigmoid_focal_loss` from double words (no
+    derivative): ``e = exp(-|x|)``, ``1 + e``, its logarithm (the softplus),
+    the sigmoids as quotients, ``1 - t`` and ``alpha_t``, each a double word;
+    ``ce = log(1 + e) + (1 - t) x`` (``x >= 0``; ``- t x`` below) is a sum of
+    nonnegative terms."""
+    xp = be.xp
+    x, t = be.stop_gradient(x), be.stop_gradient(t)
+    dt = x.dtype
+    zero, one = be.scalar(0.0, dt), be.scalar(1.0, dt)
+    positive = x >= zero
+    e = dd_exp(be, -xp.abs(x))
+    w, w_err = two_sum(e[0], one)  # 1 + e, the constant second
+    w = (w, w_err + e[1])
+    nt = two_sum(-t, one)  # 1 - t
+    k = (xp.where(positive, nt[0], -t), xp.where(positive, nt[1], zero))
+    loss, down = _scaled_up(be, dd_add(_dd_log(be, w), dd_mul(be, k, (x, zero))))
+    if gamma != 0.0:
+        big, small = dd_div(be, (one, zero), w), dd_div(be, e, w)
+        first = tuple(xp.where(positive, s, b) for s, b in zip(small, big, strict=True))
+        second = tuple(xp.where(positive, b, s) for s, b in zip(small, big, strict=True))
+        m = dd_add(dd_mul(be, (t, zero), first), dd_mul(be, nt, second))  # 1 - p_t
+        loss = dd_mul(be, _dd_focal_power(be, m, gamma), loss)
+    if alpha is not None:
+        a_hi, a_lo = _split(alpha, dt)
+        b_hi, b_lo = _split(1.0 - alpha, dt)
+        a_t = dd_add(
+            dd_mul(be, (be.scalar(a_hi, dt), be.scalar(a_lo, dt)), (t, zero)),
+            dd_mul(be, (be.scalar(b_hi, dt), be.scalar(b_lo, dt)), nt),
+        )
+        loss = dd_mul(be, a_t, loss)
+    return dd_finish(be, *loss) * down
+
+
+def _softmax_focal_dd(be: Backend, x: Any, axis: int, gamma: float) -> Any:
+    """``-(1 - p)^gamma log p`` for every entry of ``softmax(x)`` along
+    ``axis``, from double words (no derivative): the shift ``x - max``
+    (TwoSum), its ``exp`` (:func:`dd_exp`), the sum of the terms below the
+    maximum (``rest``; other maxima count 1), ``T = 1 + rest``, ``log T``,
+    ``log p = x - max - log T`` and ``1 - p = (T - e) / T`` (``rest / T`` at
+    a maximum: no cancellation)."""
+    xp = be.xp
+    x = be.stop_gradient(x)
+    dt = x.dtype
+    zero, one = be.scalar(0.0, dt), be.scalar(1.0, dt)
+    m = amax(be, x, axis=axis, keepdims=True)
+    finite = xp.isfinite(x)
+    hi, lo = two_sum(xp.where(finite, x, m), -m)
+    hi = xp.where(finite, hi, x - m)
+    lo = xp.where(finite & xp.isfinite(lo), lo, zero)
+    e_hi, e_lo = dd_exp(be, hi)
+    e = (e_hi, e_lo + e_hi * lo)  # e^(hi + lo) = e^hi (1 + lo)
+    below = hi < zero
+    ((rest, rest_lo),) = dd_sums(
+        be, [(xp.where(below, e[0], zero), xp.where(below, e[1], zero))], axis
+    )
+    others = (x.shape[axis] - 1) - xp.sum(be.cast(below, dt), axis=axis)  # other maxima
+    rest, rest_err = two_sum(rest, others)
+    total_hi, total_err = two_sum(rest, one)  # the constant second
+    total = tuple(_expand(be, v, axis) for v in (total_hi, total_err + (rest_err + rest_lo)))
+    log_total = _dd_log(be, total)
+    log_p = dd_add((hi, lo), (-log_total[0], -log_total[1]))
+    not_p = dd_div(be, dd_add(total, (-e[0], -e[1])), total)
+    minus_log_p, down = _scaled_up(be, (-log_p[0], -log_p[1]))
+    unit = dd_mul(be, _dd_focal_power(be, not_p, gamma), minus_log_p)
+    return dd_finish(be, *unit) * down
 
 
 @public
@@ -198,6 +329,8 @@ def sigmoid_focal_loss(
         loss = _focal_power(be, m, g) * loss
     if a is not None:
         loss = (be.scalar(a, dtype) * t + be.scalar(1.0 - a, dtype) * not_t) * loss
+    if be.float32_only and dtype == be.wide:
+        loss = exact_value(be, _sigmoid_focal_dd(be, x, t, a, g), loss)
     return reduce(be, _weighted(be, func, loss, weights), reduction)
 
 
@@ -320,14 +453,20 @@ def softmax_focal_loss(
 
     log_p, not_p = _log_softmax(be, x, ax)
     zero = be.scalar(0.0, dtype)
+    exact = be.float32_only and g != 0.0 and dtype == be.wide
     if as_probs:
         q = float_arg(be, func, "targets", t, dtype)
         # 0 log 0 = 0: an absent class's log-probability (maybe -inf) is masked
         # before it is used, so no 0 * inf appears in the value or the gradient
         log_p = xp.where(q == zero, zero, log_p)
-        terms = -(q * log_p)
+        unit = -log_p
         if g != 0.0:
-            terms = _focal_power(be, not_p, g) * terms
+            unit = _focal_power(be, not_p, g) * unit
+        if exact:
+            unit = exact_value(
+                be, xp.where(q == zero, zero, _softmax_focal_dd(be, x, ax, g)), unit
+            )
+        terms = q * unit
         if a is not None:
             terms = a_classes * terms
         loss = xp.sum(terms, axis=ax)
@@ -345,6 +484,8 @@ def softmax_focal_loss(
         loss = -log_p_y
         if g != 0.0:
             loss = _focal_power(be, _take_along(be, not_p, idx, ax), g) * loss
+        if exact:
+            loss = exact_value(be, _take_along(be, _softmax_focal_dd(be, x, ax, g), idx, ax), loss)
         if isinstance(a, float):
             loss = a_classes * loss
         elif a is not None:

@@ -23,12 +23,13 @@ from ._checks import (
 )
 from ._classification import _one_hot
 from ._compensated import (
+    dd_div,
     dd_dots,
     dd_finish,
+    dd_mul,
     dd_sqrt,
     dd_sums,
     exact_value,
-    two_prod,
     two_square,
     two_sum,
 )
@@ -357,21 +358,6 @@ def cosine_embedding_loss(
     return reduce(be, loss, reduction)
 
 
-def _dd_quotient(be: Backend, x: Any, d: tuple[Any, Any]) -> tuple[Any, Any]:
-    """``x / (d_hi + d_lo)`` as a double word, for a double word or a float
-    ``x`` (``(x, 0)``) and ``d_hi > 0``: one correction from the exact
-    residual."""
-    q = x[0] / d[0]
-    p, p_err = two_prod(q, d[0], be)
-    return q, ((((x[0] - p) - p_err) + x[1]) - q * d[1]) / d[0]
-
-
-def _dd_product(be: Backend, a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
-    """``(a_hi + a_lo)(b_hi + b_lo)`` as a double word."""
-    p, p_err = two_prod(a[0], b[0], be)
-    return p, p_err + (a[0] * b[1] + a[1] * b[0])
-
-
 def _cosine_embedding_terms(
     be: Backend, a: Any, b: Any, ax: int, margin: float, eps: float
 ) -> tuple[Any, Any]:
@@ -402,23 +388,23 @@ def _cosine_embedding_terms(
     n1 = dd_sqrt(be, xp.where(some1, sq1[0], one), xp.where(some1, sq1[1], zero))
     n2 = dd_sqrt(be, xp.where(some2, sq2[0], one), xp.where(some2, sq2[1], zero))
     # unit vectors and half the square of their difference
-    v1 = _dd_quotient(be, (u1, zero), tuple(xp.expand_dims(v, axis=ax) for v in n1))
-    v2 = _dd_quotient(be, (u2, zero), tuple(xp.expand_dims(v, axis=ax) for v in n2))
+    v1 = dd_div(be, (u1, zero), tuple(xp.expand_dims(v, axis=ax) for v in n1))
+    v2 = dd_div(be, (u2, zero), tuple(xp.expand_dims(v, axis=ax) for v in n2))
     d, d_err = two_sum(v1[0], -v2[0])  # exact, but no more precise than the entries:
     d, d_lo = two_sum(d, d_err + (v1[1] - v2[1]))  # the low parts hold as much
     sq, sq_err = two_square(d, be)
     ((half, half_lo),) = dd_sums(be, [(sq, sq_err + 2.0 * (d * d_lo))], ax)
     half, half_lo = 0.5 * half, 0.5 * half_lo
     # cos, by the norms or by eps
-    norms = _dd_product(be, n1, n2)
+    norms = dd_mul(be, n1, n2)
     s1, s2 = xp.squeeze(s1, axis=ax), xp.squeeze(s2, axis=ax)
     large = some1 & some2 & ((norms[0] * s1) * s2 >= be.scalar(eps, dt))
-    by_norms = _dd_quotient(be, dot, norms)
+    by_norms = dd_div(be, dot, norms)
     if eps > 0:
         e_hi = float(np.float32(eps))
         big, small = xp.maximum(s1, s2), xp.minimum(s1, s2)
-        f, f_lo = _dd_quotient(be, (small, zero), (be.scalar(e_hi, dt), be.scalar(eps - e_hi, dt)))
-        by_eps = _dd_product(be, dot, (f * big, f_lo * big))  # dot s1 s2 / eps
+        f, f_lo = dd_div(be, (small, zero), (be.scalar(e_hi, dt), be.scalar(eps - e_hi, dt)))
+        by_eps = dd_mul(be, dot, (f * big, f_lo * big))  # dot s1 s2 / eps
     else:
         by_eps = (zero, zero)
     cos = tuple(xp.where(large, n, e) for n, e in zip(by_norms, by_eps, strict=True))
