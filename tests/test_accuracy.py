@@ -89,11 +89,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "huber_loss-tiny": (4, 4),  # 0.49, 0.49
     "huber_loss-huge": (4, 4),  # 0.49, 0.49
     "huber_loss-mean_1e5": (4, 4),  # 0.77, 0.23
-    "log_cosh_loss-ordinary": (8, 4),  # 4.6, 2.7
-    "log_cosh_loss-tiny": (4, 4),  # 3.2, 1.6
+    "log_cosh_loss-ordinary": (4, 4),  # 0.5, 0.5 (was 4.6, 2.7: double words)
+    "log_cosh_loss-tiny": (4, 4),  # 0.49, 0.49
     "log_cosh_loss-underflow": (4, 4),  # 0, 0
-    "log_cosh_loss-switch": (4, 4),  # 0.75, 0.53
-    "log_cosh_loss-large": (4, 4),  # 0.78, 0.78
+    "log_cosh_loss-switch": (4, 4),  # 0.49, 0.49
+    "log_cosh_loss-large": (4, 4),  # 0.48, 0.48
     "log_cosh_loss-mean_1e5": (4, 4),  # 0.38, 0.38
     "gaussian_nll_loss-ordinary": (4, 4),  # 0.5, 0.5 (double-word float32)
     "gaussian_nll_loss-cancel": (4, 4),  # 0.7, 0.66 (was 2e6: dd_log)

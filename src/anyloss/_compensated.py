@@ -278,32 +278,43 @@ def exact_value(be: Backend, exact: Any, plain: Any) -> Any:
     ``inf - inf``, and the double words can overflow where the formulas do
     not (Dekker's split of an input near the largest float)."""
     xp = be.xp
-    finite = xp.isfinite(plain) & xp.isfinite(exact)
-    return xp.where(finite, exact + (plain - be.stop_gradient(plain)), plain)
+    sg = be.stop_gradient
+    value = sg(xp.where(xp.isfinite(exact), exact, plain))
+    # the derivative depends on plain alone: under jax.grad the exact value
+    # is not computed at all
+    return xp.where(xp.isfinite(plain), value + (plain - sg(plain)), plain)
 
 
 def dd_add(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
-    """``a + b`` for double-word ``a = (hi, lo)`` and ``b``, normalized
-    (``|lo| <= ulp(hi) / 2``) even where the high parts cancel: a square or
-    a product taken of it afterwards sees the low part."""
+    """``a + b`` for double-word ``a = (hi, lo)`` and ``b``. Not normalized:
+    where the high parts cancel, ``lo`` can exceed ``hi`` (``hi`` 0 and
+    ``lo`` not): :func:`dd_mul` and :func:`dd_div` take such pairs, a
+    square by :func:`two_square` of ``hi`` alone does not."""
     s, e = two_sum(a[0], b[0])
-    return two_sum(s, e + (a[1] + b[1]))
+    return s, e + (a[1] + b[1])
+
+
+def _normalized(be: Backend, hi: Any, lo: Any) -> tuple[Any, Any]:
+    """``hi + lo`` as a normalized pair (``|lo| <= ulp(hi) / 2``); ``hi``
+    kept where it is not finite (TwoSum would turn an inf into NaN)."""
+    s, e = two_sum(hi, lo)
+    return be.xp.where(be.xp.isfinite(hi), s, hi), e
 
 
 def dd_mul(be: Backend, a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
     """``(a_hi + a_lo)(b_hi + b_lo)`` as a normalized double word (``a_lo
-    b_lo``, below ``u^2`` of the product, dropped), for normalized ``a`` and
-    ``b`` (or a high part of 0)."""
+    b_lo``, below ``u^2`` of the product, dropped)."""
     p, p_err = two_prod(a[0], b[0], be)
-    return fast_two_sum(p, p_err + (a[0] * b[1] + a[1] * b[0]))  # normalized
+    return _normalized(be, p, p_err + (a[0] * b[1] + a[1] * b[0]))
 
 
 def dd_div(be: Backend, a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
-    """``(a_hi + a_lo) / (b_hi + b_lo)`` as a double word, for ``b_hi != 0``:
-    the float quotient and one correction from the exact residual."""
+    """``(a_hi + a_lo) / (b_hi + b_lo)`` as a normalized double word, for
+    ``b_hi != 0``: the float quotient and one correction from the exact
+    residual."""
     q = a[0] / b[0]
     p, p_err = two_prod(q, b[0], be)
-    return fast_two_sum(q, ((((a[0] - p) - p_err) + a[1]) - q * b[1]) / b[0])  # normalized
+    return _normalized(be, q, ((((a[0] - p) - p_err) + a[1]) - q * b[1]) / b[0])
 
 
 def dd_sum(be: Backend, hi: Any, lo: Any, axis: int) -> tuple[Any, Any]:

@@ -26,6 +26,7 @@ from ._compensated import (
     dd_sums,
     exact_square,
     exact_value,
+    fused,
     sum3,
     two_prod,
     two_square,
@@ -471,7 +472,7 @@ def triplet_loss(
         gap = _triplet_gap(be, a, pos, neg, ax, pdeg, eps)
         loss = xp.maximum(gap + margin, zero)
         if be.float32_only:  # the value in double words
-            exact = _triplet_loss_pow(be, a, pos, neg, ax, pdeg, margin, eps)
+            exact = fused(be, _triplet_loss_pow, ax, pdeg, margin, eps)(a, pos, neg)
             loss = exact_value(be, exact, loss)
     loss = _plain_where_infinite(be, a, pos, neg, ax, loss)
     return reduce(be, loss, reduction)

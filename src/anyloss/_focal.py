@@ -33,6 +33,7 @@ from ._compensated import (
     dd_sums,
     exact_value,
     fast_two_sum,
+    fused,
     two_square,
     two_sum,
 )
@@ -330,7 +331,7 @@ def sigmoid_focal_loss(
     if a is not None:
         loss = (be.scalar(a, dtype) * t + be.scalar(1.0 - a, dtype) * not_t) * loss
     if be.float32_only and dtype == be.wide:
-        loss = exact_value(be, _sigmoid_focal_dd(be, x, t, a, g), loss)
+        loss = exact_value(be, fused(be, _sigmoid_focal_dd, a, g)(x, t), loss)
     return reduce(be, _weighted(be, func, loss, weights), reduction)
 
 
@@ -464,7 +465,7 @@ def softmax_focal_loss(
             unit = _focal_power(be, not_p, g) * unit
         if exact:
             unit = exact_value(
-                be, xp.where(q == zero, zero, _softmax_focal_dd(be, x, ax, g)), unit
+                be, xp.where(q == zero, zero, fused(be, _softmax_focal_dd, ax, g)(x)), unit
             )
         terms = q * unit
         if a is not None:
@@ -485,7 +486,9 @@ def softmax_focal_loss(
         if g != 0.0:
             loss = _focal_power(be, _take_along(be, not_p, idx, ax), g) * loss
         if exact:
-            loss = exact_value(be, _take_along(be, _softmax_focal_dd(be, x, ax, g), idx, ax), loss)
+            loss = exact_value(
+                be, _take_along(be, fused(be, _softmax_focal_dd, ax, g)(x), idx, ax), loss
+            )
         if isinstance(a, float):
             loss = a_classes * loss
         elif a is not None:

@@ -30,6 +30,7 @@ from ._compensated import (
     dd_sqrt,
     dd_sums,
     exact_value,
+    fused,
     two_square,
     two_sum,
 )
@@ -352,7 +353,7 @@ def cosine_embedding_loss(
     loss = xp.where(y == one, similar, xp.where(y == -one, dissimilar, zero))
     if be.float32_only and all(shape_of(a)):
         # the value in double words, the derivative of the float32 formulas
-        similar, dissimilar = _cosine_embedding_terms(be, a, b, ax, margin, eps)
+        similar, dissimilar = fused(be, _cosine_embedding_terms, ax, margin, eps)(a, b)
         exact = xp.where(y == one, similar, xp.where(y == -one, dissimilar, zero))
         loss = exact_value(be, exact, loss)
     return reduce(be, loss, reduction)

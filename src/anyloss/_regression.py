@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._backend import resolve
+import numpy as np
+
+from ._backend import Backend, resolve
 from ._checks import (
     Reduction,
     broadcast_shape,
@@ -16,8 +18,17 @@ from ._checks import (
     public,
     same_shape,
 )
-from ._compensated import fused, pow2, two_prod, two_square, two_sum
-from ._compensated_exp_log import dd_log
+from ._compensated import (
+    dd_add,
+    dd_finish,
+    exact_value,
+    fused,
+    pow2,
+    two_prod,
+    two_square,
+    two_sum,
+)
+from ._compensated_exp_log import dd_exp, dd_log
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 from .kernels import fast
@@ -38,6 +49,8 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 # sinh(e/2)^2 does not overflow (float32: |e| < ~88); beyond _LOGCOSH_SWITCH the
 # asymptotic form |e| - log 2 + log1p(exp(-2|e|)) has no cancellation left.
 _LOGCOSH_SWITCH = 20.0
+_LN2_HI = float(np.float32(_LOG2))
+_LN2_LO = float(np.float32(_LOG2 - _LN2_HI))
 
 
 def _pair(
@@ -301,7 +314,50 @@ def log_cosh_loss(inputs: ArrayLike, targets: ArrayLike, reduction: Reduction = 
     near = xp.log1p(2.0 * (s * s))
     e = xp.exp(-a_large)  # exp(-2|e|) as e * e: -2|e| would overflow at 2e38
     far = (a_large - _LOG2) + xp.log1p(e * e)
-    return reduce(be, xp.where(small, near, far), reduction)
+    loss = xp.where(small, near, far)
+    if be.float32_only:
+        loss = exact_value(be, fused(be, _log_cosh_dd)(x, t), loss)
+    return reduce(be, loss, reduction)
+
+
+_SERIES_BELOW, _TINY, _UP = 2.0**-6, 2.0**-40, 2.0**64
+
+
+def _log_cosh_dd(be: Backend, x: Any, t: Any) -> Any:
+    """The value of ``log cosh(x - t)`` in float32 double words (no
+    derivative): the difference exact (TwoSum), then
+
+    - below ``2^-6``: ``a^2 / 2 (1 - a^2 / 6 + 2 a^4 / 45)`` (the next term
+      is below ``2^-43`` of the sum), ``a^2`` a double word, at the scale
+      ``2^64`` below ``2^-40`` (the error terms of ``a^2`` would be
+      subnormal, flushed by XLA);
+    - above: ``a - log 2 + log(1 + e^(-2a))`` with :func:`dd_exp` and
+      :func:`dd_log`: the terms cancel to ``2^-13`` of ``log 2`` at most.
+    """
+    xp = be.xp
+    x, t = be.stop_gradient(x), be.stop_gradient(t)
+    dt = x.dtype
+    zero, one = be.scalar(0.0, dt), be.scalar(1.0, dt)
+    d, d_lo = two_sum(x, -t)
+    a, a_lo = xp.abs(d), xp.where(d < zero, -d_lo, d_lo)
+    # the series, scaled up where tiny
+    tiny = a < be.scalar(_TINY, dt)
+    up = xp.where(tiny, be.scalar(_UP, dt), one)
+    down = xp.where(tiny, be.scalar(1.0 / _UP, dt), one)
+    b, b_lo = a * up, a_lo * up
+    sq, sq_err = two_square(b, be)
+    half = (0.5 * sq, 0.5 * sq_err + b * b_lo)
+    z = a * a  # unscaled: the relative terms of the series
+    delta = z * (be.scalar(-1.0 / 6.0, dt) + z * be.scalar(2.0 / 45.0, dt))
+    series = dd_finish(be, *dd_add(half, (half[0] * delta, zero))) * down * down
+    # the exponential form
+    e, e_lo = dd_exp(be, -2.0 * a)
+    w, w_err = two_sum(e, one)  # 1 + e^(-2a), the constant second
+    log_w, log_w_lo = dd_log(be, w)
+    log_w_lo = log_w_lo + (w_err + (e_lo - 2.0 * (a_lo * e))) / w
+    shifted = dd_add((a, a_lo), (be.scalar(-_LN2_HI, dt), be.scalar(-_LN2_LO, dt)))
+    far = dd_finish(be, *dd_add(shifted, (log_w, log_w_lo)))
+    return xp.where(a < be.scalar(_SERIES_BELOW, dt), series, far)
 
 
 @public

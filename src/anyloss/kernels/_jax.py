@@ -44,6 +44,10 @@ gaussian_nll_loss       14-17 / 20-29   62-82 / 104-128    43 / 8 (before)
 kl_div_loss             6-10 / 9-10     93-96 / 35-49      3.5-3.9 / 1.2-2.3
 ======================  ==============  =================  =====================
 
+``log_cosh_loss`` on 2**22 elements, ``jax.value_and_grad`` of the mean: the
+kernel 24.7 ms, the generic double words 96, the float32 formulas (4.6 ulp
+off) 49.6.
+
 Imported by the registry the first time a call on JAX arrays asks.
 """
 
@@ -194,7 +198,9 @@ def _forward(loss: str) -> Any:
 #: Not ``kl_div_loss``: on 4096x32000 log-probabilities the callback's copies
 #: cost more than XLA's double words (2.1 s against 1.6 forward+backward),
 #: though on 16384x256 it is 10x faster (the table above).
-EXACT_FLOAT32 = frozenset({"cosine_similarity_loss", "triplet_loss", "gaussian_nll_loss"})
+EXACT_FLOAT32 = frozenset(
+    {"cosine_similarity_loss", "triplet_loss", "gaussian_nll_loss", "log_cosh_loss"}
+)
 
 
 def _applies(loss: str) -> Any:
