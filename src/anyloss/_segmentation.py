@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import numbers
+from typing import Any
 
-from ._backend import resolve
+import numpy as np
+
+from ._backend import Backend, resolve
 from ._checks import (
     Reduction,
     check_reduction,
@@ -13,6 +17,16 @@ from ._checks import (
     number,
     public,
     same_shape,
+)
+from ._compensated import (
+    dd_add,
+    dd_div,
+    dd_finish,
+    dd_sums,
+    exact_value,
+    fused,
+    two_prod,
+    two_sum,
 )
 from ._reduction import reduce
 from ._typing import Array, ArrayLike
@@ -114,4 +128,31 @@ def dice_loss(
     total = xp.sum(x, axis=axes) + xp.sum(t, axis=axes) + be.scalar(s, dtype)
     empty = total == zero
     loss = xp.where(empty, zero, mismatch / xp.where(empty, one, total))
+    if be.float32_only and all(x.shape):
+        summed = tuple(range(x.ndim)) if axes is None else axes
+        loss = exact_value(be, fused(be, _dice_dd, summed, s)(x, t), loss)
     return reduce(be, loss, reduction)
+
+
+def _dice_dd(be: Backend, x: Any, t: Any, axes: tuple[int, ...], smooth: float) -> Any:
+    """The value of the Dice loss in float32 double words (no derivative):
+    each ``x (1 - t) + t (1 - x) = (x + t) - 2 x t`` exactly (TwoSum and an
+    exact product: near-perfect overlap cancels there), the sums of it, of
+    ``x`` and of ``t`` compensated, ``smooth`` a double word, one quotient."""
+    xp = be.xp
+    x, t = be.stop_gradient(x), be.stop_gradient(t)
+    dt = x.dtype
+    zero = be.scalar(0.0, dt)
+    # the summed axes last, as one
+    kept = [i for i in range(x.ndim) if i not in axes]
+    shape = (*(x.shape[i] for i in kept), math.prod(x.shape[i] for i in axes))
+    x, t = (xp.reshape(xp.permute_dims(v, (*kept, *axes)), shape) for v in (x, t))
+    sum_hi, sum_err = two_sum(x, t)
+    prod, prod_err = two_prod(x, t, be)
+    term = dd_add((sum_hi, sum_err), (-2.0 * prod, -2.0 * prod_err))
+    mismatch, sx, st = dd_sums(be, [term, (x, xp.zeros_like(x)), (t, xp.zeros_like(t))], -1)
+    s_hi = float(np.float32(smooth))
+    total = dd_add(dd_add(sx, st), (be.scalar(s_hi, dt), be.scalar(smooth - s_hi, dt)))
+    empty = total[0] == zero
+    ratio = dd_div(be, mismatch, (xp.where(empty, be.scalar(1.0, dt), total[0]), total[1]))
+    return xp.where(empty, zero, dd_finish(be, *ratio))
