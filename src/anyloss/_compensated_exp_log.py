@@ -212,8 +212,11 @@ def _log_pair(be: Backend, v: Any) -> tuple[Any, Any]:
     return xp.where(ok, hi, outside), xp.where(ok, lo, zero)
 
 
-def dd_exp(be: Backend, x: Any) -> tuple[Any, Any]:
+def dd_exp(be: Backend, x: Any, differentiable: bool = True) -> tuple[Any, Any]:
     """``e^x = hi + lo`` for float32 ``x`` (see the module docstring).
+    ``differentiable=False``: without the derivative rule, for a value
+    computed apart from the gradient (under ``mx.compile`` the rule is a
+    function of its own, which the compiler does not fuse with the rest).
 
     ``hi`` is the correctly rounded ``exp`` (but for near-ties) and ``hi +
     lo`` is accurate to about ``2^-34`` relative, for results above ``2^-100``
@@ -223,16 +226,21 @@ def dd_exp(be: Backend, x: Any) -> tuple[Any, Any]:
     """
     if "64" in str(x.dtype):
         raise TypeError(f"dd_exp: float32 only, got {x.dtype}")
+    if not differentiable:
+        return _exp_pair(be, x)
     pair: tuple[Any, Any] = _with_derivative(be, "exp")(x)
     return pair
 
 
-def dd_log(be: Backend, v: Any) -> tuple[Any, Any]:
+def dd_log(be: Backend, v: Any, differentiable: bool = True) -> tuple[Any, Any]:
     """``log v = hi + lo`` for float32 or float64 ``v`` (see the module
     docstring): accurate to about ``2^-38`` (float32) or ``2^-60``
     (float64) relative for every positive finite ``v``, subnormal ones
     included (but on JAX, which flushes them to 0). ``v <= 0``, ``inf`` and
-    NaN give what ``log`` gives (without its warnings) and ``lo = 0``."""
+    NaN give what ``log`` gives (without its warnings) and ``lo = 0``.
+    ``differentiable=False``: as for :func:`dd_exp`."""
+    if not differentiable:
+        return _log_pair(be, v)
     pair: tuple[Any, Any] = _with_derivative(be, "log")(v)
     return pair
 

@@ -136,7 +136,7 @@ Pair = tuple[Any, Any]
 
 def _dd_log(be: Backend, v: Pair) -> Pair:
     """``log(v_hi + v_lo)`` for ``v_hi > 0``: ``log v_hi + v_lo / v_hi``."""
-    hi, lo = dd_log(be, v[0])
+    hi, lo = dd_log(be, v[0], differentiable=False)
     return fast_two_sum(hi, lo + v[1] / v[0])  # hi = 0 at v_hi = 1: normalized
 
 
@@ -184,7 +184,7 @@ def _sigmoid_focal_dd(be: Backend, x: Any, t: Any, alpha: float | None, gamma: f
     dt = x.dtype
     zero, one = be.scalar(0.0, dt), be.scalar(1.0, dt)
     positive = x >= zero
-    e = dd_exp(be, -xp.abs(x))
+    e = dd_exp(be, -xp.abs(x), differentiable=False)
     w, w_err = two_sum(e[0], one)  # 1 + e, the constant second
     w = (w, w_err + e[1])
     nt = two_sum(-t, one)  # 1 - t
@@ -223,7 +223,7 @@ def _softmax_focal_dd(be: Backend, x: Any, axis: int, gamma: float) -> Any:
     hi, lo = two_sum(xp.where(finite, x, m), -m)
     hi = xp.where(finite, hi, x - m)
     lo = xp.where(finite & xp.isfinite(lo), lo, zero)
-    e_hi, e_lo = dd_exp(be, hi)
+    e_hi, e_lo = dd_exp(be, hi, differentiable=False)
     e = (e_hi, e_lo + e_hi * lo)  # e^(hi + lo) = e^hi (1 + lo)
     below = hi < zero
     ((rest, rest_lo),) = dd_sums(

@@ -351,9 +351,9 @@ def _log_cosh_dd(be: Backend, x: Any, t: Any) -> Any:
     delta = z * (be.scalar(-1.0 / 6.0, dt) + z * be.scalar(2.0 / 45.0, dt))
     series = dd_finish(be, *dd_add(half, (half[0] * delta, zero))) * down * down
     # the exponential form
-    e, e_lo = dd_exp(be, -2.0 * a)
+    e, e_lo = dd_exp(be, -2.0 * a, differentiable=False)
     w, w_err = two_sum(e, one)  # 1 + e^(-2a), the constant second
-    log_w, log_w_lo = dd_log(be, w)
+    log_w, log_w_lo = dd_log(be, w, differentiable=False)
     log_w_lo = log_w_lo + (w_err + (e_lo - 2.0 * (a_lo * e))) / w
     shifted = dd_add((a, a_lo), (be.scalar(-_LN2_HI, dt), be.scalar(-_LN2_LO, dt)))
     far = dd_finish(be, *dd_add(shifted, (log_w, log_w_lo)))
