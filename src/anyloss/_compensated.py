@@ -42,10 +42,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ._backend import Backend
 
 __all__ = [
     "dd_add",
+    "dd_constant",
     "dd_div",
     "dd_dot",
     "dd_finish",
@@ -57,10 +60,12 @@ __all__ = [
     "exact_square",
     "exact_value",
     "fast_two_sum",
+    "float32_parts",
     "fused",
     "mlx_backend",
     "pairwise_sum",
     "pow2",
+    "scaled_up",
     "sum3",
     "two_prod",
     "two_square",
@@ -133,7 +138,12 @@ def _splitter(x: Any) -> float:
 
 def _precision(x: Any) -> int:
     """The number of significand bits of ``x``'s float dtype (24 or 53)."""
-    return 53 if "64" in str(x.dtype) else 24
+    return _precision_of(x.dtype)
+
+
+def _precision_of(dtype: Any) -> int:
+    """The number of significand bits of a float dtype (24 or 53)."""
+    return 53 if "64" in str(dtype) else 24
 
 
 def _split(x: Any) -> tuple[Any, Any]:
@@ -283,6 +293,34 @@ def exact_value(be: Backend, exact: Any, plain: Any) -> Any:
     # the derivative depends on plain alone: under jax.grad the exact value
     # is not computed at all
     return xp.where(xp.isfinite(plain), value + (plain - sg(plain)), plain)
+
+
+def float32_parts(value: float) -> tuple[float, float]:
+    """A Python float as float32 ``hi + lo`` (``hi`` the nearest float32,
+    ``lo`` the rest rounded): a constant to about ``2^-48`` of itself in
+    float32 double words."""
+    hi = float(np.float32(value))
+    return hi, float(np.float32(value - hi))
+
+
+def dd_constant(be: Backend, value: float, dtype: Any) -> tuple[Any, Any]:
+    """A Python float as a double word of ``dtype`` (0-d arrays):
+    :func:`float32_parts` in float32, ``(value, 0)`` in float64."""
+    hi, lo = (value, 0.0) if _precision_of(dtype) == 53 else float32_parts(value)
+    return be.scalar(hi, dtype), be.scalar(lo, dtype)
+
+
+def scaled_up(be: Backend, below: float, v: tuple[Any, Any]) -> tuple[tuple[Any, Any], Any]:
+    """The double word ``v`` times ``2^64`` where ``|v_hi| < below`` (else
+    times 1), and the factor that undoes it (``2^-64`` or 1): products of
+    small double words keep their error terms above the subnormal range
+    (which XLA's CPU code flushes to 0). Exact (powers of two)."""
+    xp = be.xp
+    dt = v[0].dtype
+    one = be.scalar(1.0, dt)
+    tiny = xp.abs(v[0]) < be.scalar(below, dt)
+    up = xp.where(tiny, be.scalar(2.0**64, dt), one)
+    return (v[0] * up, v[1] * up), xp.where(tiny, be.scalar(2.0**-64, dt), one)
 
 
 def dd_add(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:

@@ -36,12 +36,18 @@ from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Any
 
-import numpy as np
-
 from ._backend import Backend
-from ._compensated import fast_two_sum, mlx_backend, pow2, two_prod, two_square, two_sum
+from ._compensated import (
+    fast_two_sum,
+    float32_parts,
+    mlx_backend,
+    pow2,
+    two_prod,
+    two_square,
+    two_sum,
+)
 
-__all__ = ["dd_exp", "dd_log", "dd_pow", "exp"]
+__all__ = ["dd_exp", "dd_log", "dd_pow", "exp", "log_of_pair"]
 
 
 @functools.cache
@@ -245,6 +251,14 @@ def dd_log(be: Backend, v: Any, differentiable: bool = True) -> tuple[Any, Any]:
     return pair
 
 
+def log_of_pair(be: Backend, v: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``log(v_hi + v_lo)`` for a double word with ``v_hi > 0``, as
+    ``log v_hi + v_lo / v_hi`` (:func:`dd_log` without its derivative rule),
+    normalized (``log v_hi`` is 0 at ``v_hi = 1``). The value only."""
+    hi, lo = _log_pair(be, v[0])
+    return fast_two_sum(hi, lo + v[1] / v[0])
+
+
 def dd_pow(be: Backend, hi: Any, lo: Any, p: float) -> tuple[Any, Any]:
     """``(hi + lo)^p`` for a float32 double word ``hi + lo >= 0`` and a
     Python float ``p``, as ``e^(p log(hi + lo))`` with the logarithm, its
@@ -258,10 +272,8 @@ def dd_pow(be: Backend, hi: Any, lo: Any, p: float) -> tuple[Any, Any]:
     zero = be.scalar(0.0, dt)
     positive = hi > zero
     base = xp.where(positive, hi, be.scalar(1.0, dt))
-    log_hi, log_lo = _log_pair(be, base)
-    log_lo = log_lo + xp.where(positive, lo, zero) / base  # log(hi + lo) = log hi + lo / hi
-    p_hi = float(np.float32(p))
-    p_lo = float(np.float32(p - p_hi))
+    log_hi, log_lo = log_of_pair(be, (base, xp.where(positive, lo, zero)))
+    p_hi, p_lo = float32_parts(p)
     t, t_err = two_prod(log_hi, be.scalar(p_hi, dt), be)
     t, t_lo = fast_two_sum(t, t_err + (log_lo * p_hi + log_hi * p_lo))
     e, e_lo = _exp_pair(be, t)

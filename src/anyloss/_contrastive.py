@@ -13,12 +13,10 @@ import math
 import sys
 from typing import Any
 
-import numpy as np
-
 from ._backend import Backend, convert, resolve
 from ._checks import Reduction, check_reduction, flag, float_arg, number, public, shape_of
 from ._classification import _shifted_logsumexp, _softplus, _take_along
-from ._compensated import two_sum
+from ._compensated import float32_parts, two_sum
 from ._compensated_exp_log import dd_log, exp
 from ._embedding import _scale, _unscale
 from ._reduction import amax, reduce
@@ -317,8 +315,7 @@ def _reciprocal_parts(tau: float) -> tuple[float, float, int]:
     c = 1.0 / tau
     e = math.frexp(c)[1] - 1
     m = math.ldexp(c, -e)
-    m_hi = float(np.float32(m))
-    return m_hi, float(np.float32(m - m_hi)), e
+    return (*float32_parts(m), e)
 
 
 def _over_tau(be: Backend, dh: Any, dl: Any, tau: float) -> tuple[Any, Any]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from ._backend import Backend, resolve
 from ._checks import (
     Reduction,
@@ -20,6 +18,7 @@ from ._checks import (
 )
 from ._compensated import (
     dd_add,
+    dd_constant,
     dd_dots,
     dd_finish,
     dd_sqrt,
@@ -337,10 +336,9 @@ def _plus_margin(be: Backend, gap: tuple[Any, Any], margin: float) -> Any:
     """``max(gap + margin, 0)`` rounded once, for a double word ``gap``
     (``margin`` a double word too where the dtype is float32)."""
     dt = gap[0].dtype
-    m_hi = float(np.float32(margin)) if "32" in str(dt) else margin
-    r, r_err = two_sum(gap[0], be.scalar(m_hi, dt))
-    lo = r_err + (gap[1] + be.scalar(margin - m_hi, dt))
-    return be.xp.maximum(dd_finish(be, r, lo), be.scalar(0.0, dt))
+    m_hi, m_lo = dd_constant(be, margin, dt)
+    r, r_err = two_sum(gap[0], m_hi)
+    return be.xp.maximum(dd_finish(be, r, r_err + (gap[1] + m_lo)), be.scalar(0.0, dt))
 
 
 def _triplet_loss_pow(
@@ -534,10 +532,9 @@ def margin_ranking_loss(
         # float32 only (MLX, JAX without x64): carry the rounding errors of
         # x1 - x2, of the margin subtraction (y = +-1 multiplies exactly) and
         # of the margin itself (a Python float, split into float32 hi + lo).
-        m_hi = float(np.float32(margin))
-        m_lo = be.scalar(margin - m_hi, be.wide)
+        m_hi, m_lo = dd_constant(be, margin, be.wide)
         d, d_err = two_sum(x1, -x2)
-        r, r_err = two_sum(-(y * d), be.scalar(m_hi, be.wide))  # constant second
+        r, r_err = two_sum(-(y * d), m_hi)  # the constant second
         err = (r_err + m_lo) - y * d_err
         # an infinite input or an overflowing difference makes TwoSum's error
         # inf - inf = NaN; the plain sum r is right there

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-import numpy as np
-
 from ._backend import Backend, convert, resolve
 from ._checks import (
     Reduction,
@@ -27,17 +25,18 @@ from ._checks import (
 from ._classification import _softplus, _take_along, _weighted
 from ._compensated import (
     dd_add,
+    dd_constant,
     dd_div,
     dd_finish,
     dd_mul,
     dd_sums,
     exact_value,
-    fast_two_sum,
     fused,
+    scaled_up,
     two_square,
     two_sum,
 )
-from ._compensated_exp_log import dd_exp, dd_log, dd_pow, exp
+from ._compensated_exp_log import dd_exp, dd_pow, exp, log_of_pair
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 
@@ -134,12 +133,6 @@ def _log_softmax(be: Backend, x: Any, axis: int) -> tuple[Any, Any]:
 Pair = tuple[Any, Any]
 
 
-def _dd_log(be: Backend, v: Pair) -> Pair:
-    """``log(v_hi + v_lo)`` for ``v_hi > 0``: ``log v_hi + v_lo / v_hi``."""
-    hi, lo = dd_log(be, v[0], differentiable=False)
-    return fast_two_sum(hi, lo + v[1] / v[0])  # hi = 0 at v_hi = 1: normalized
-
-
 def _dd_focal_power(be: Backend, m: Pair, gamma: float) -> Pair:
     """``m^gamma`` for a double word ``m >= 0``."""
     if gamma == 1.0:
@@ -150,27 +143,9 @@ def _dd_focal_power(be: Backend, m: Pair, gamma: float) -> Pair:
     return dd_pow(be, m[0], m[1], gamma)
 
 
-_TINY, _UP = 2.0**-20, 2.0**64
-
-
-def _scaled_up(be: Backend, v: Pair) -> tuple[Pair, Any]:
-    """``v`` times ``2^64`` where ``|v| < 2^-20`` (else 1), and the factor
-    that undoes it: the loss is a product of such small factors for a
-    confident prediction (``1e-37``), and the error terms of a product
-    below ``2^-100`` are subnormal (flushed to 0 by XLA's CPU code)."""
-    xp = be.xp
-    dt = v[0].dtype
-    tiny = xp.abs(v[0]) < be.scalar(_TINY, dt)
-    up = xp.where(tiny, be.scalar(_UP, dt), be.scalar(1.0, dt))
-    return (v[0] * up, v[1] * up), xp.where(tiny, be.scalar(1.0 / _UP, dt), be.scalar(1.0, dt))
-
-
-def _split(value: float, dtype: Any) -> tuple[float, float]:
-    """A Python float as float32 ``hi + lo`` (``lo = 0`` for float64)."""
-    if "64" in str(dtype):
-        return value, 0.0
-    hi = float(np.float32(value))
-    return hi, float(np.float32(value - hi))
+# a confident prediction's loss is a product of small factors (1e-37): the
+# error terms of a product below 2^-100 are subnormal, flushed by XLA
+_TINY = 2.0**-20
 
 
 def _sigmoid_focal_dd(be: Backend, x: Any, t: Any, alpha: float | None, gamma: float) -> Any:
@@ -189,7 +164,7 @@ def _sigmoid_focal_dd(be: Backend, x: Any, t: Any, alpha: float | None, gamma: f
     w = (w, w_err + e[1])
     nt = two_sum(-t, one)  # 1 - t
     k = (xp.where(positive, nt[0], -t), xp.where(positive, nt[1], zero))
-    loss, down = _scaled_up(be, dd_add(_dd_log(be, w), dd_mul(be, k, (x, zero))))
+    loss, down = scaled_up(be, _TINY, dd_add(log_of_pair(be, w), dd_mul(be, k, (x, zero))))
     if gamma != 0.0:
         big, small = dd_div(be, (one, zero), w), dd_div(be, e, w)
         first = tuple(xp.where(positive, s, b) for s, b in zip(small, big, strict=True))
@@ -197,11 +172,9 @@ def _sigmoid_focal_dd(be: Backend, x: Any, t: Any, alpha: float | None, gamma: f
         m = dd_add(dd_mul(be, (t, zero), first), dd_mul(be, nt, second))  # 1 - p_t
         loss = dd_mul(be, _dd_focal_power(be, m, gamma), loss)
     if alpha is not None:
-        a_hi, a_lo = _split(alpha, dt)
-        b_hi, b_lo = _split(1.0 - alpha, dt)
         a_t = dd_add(
-            dd_mul(be, (be.scalar(a_hi, dt), be.scalar(a_lo, dt)), (t, zero)),
-            dd_mul(be, (be.scalar(b_hi, dt), be.scalar(b_lo, dt)), nt),
+            dd_mul(be, dd_constant(be, alpha, dt), (t, zero)),
+            dd_mul(be, dd_constant(be, 1.0 - alpha, dt), nt),
         )
         loss = dd_mul(be, a_t, loss)
     return dd_finish(be, *loss) * down
@@ -233,10 +206,10 @@ def _softmax_focal_dd(be: Backend, x: Any, axis: int, gamma: float) -> Any:
     rest, rest_err = two_sum(rest, others)
     total_hi, total_err = two_sum(rest, one)  # the constant second
     total = tuple(_expand(be, v, axis) for v in (total_hi, total_err + (rest_err + rest_lo)))
-    log_total = _dd_log(be, total)
+    log_total = log_of_pair(be, total)
     log_p = dd_add((hi, lo), (-log_total[0], -log_total[1]))
     not_p = dd_div(be, dd_add(total, (-e[0], -e[1])), total)
-    minus_log_p, down = _scaled_up(be, (-log_p[0], -log_p[1]))
+    minus_log_p, down = scaled_up(be, _TINY, (-log_p[0], -log_p[1]))
     unit = dd_mul(be, _dd_focal_power(be, not_p, gamma), minus_log_p)
     return dd_finish(be, *unit) * down
 

@@ -23,6 +23,7 @@ from ._checks import (
 )
 from ._classification import _one_hot
 from ._compensated import (
+    dd_constant,
     dd_div,
     dd_dots,
     dd_finish,
@@ -194,10 +195,10 @@ def multiclass_hinge_loss(
         # float32 only (MLX, JAX without x64): carry the rounding errors of the
         # difference, of adding the margin and of the margin itself (a Python
         # float, split into float32 hi + lo), as margin_ranking_loss does.
-        m_hi = float(np.float32(margin))
+        m_hi, m_lo = dd_constant(be, margin, be.wide)
         d, d_err = two_sum(rival, -target)
-        r, r_err = two_sum(d, be.scalar(m_hi, be.wide))  # the constant second
-        err = (r_err + be.scalar(margin - m_hi, be.wide)) + d_err
+        r, r_err = two_sum(d, m_hi)  # the constant second
+        err = (r_err + m_lo) + d_err
         # an infinite logit or an overflowing difference makes the error terms
         # NaN (inf - inf); the sum is right there
         loss = r + xp.where(xp.isfinite(err), err, zero)
@@ -402,9 +403,8 @@ def _cosine_embedding_terms(
     large = some1 & some2 & ((norms[0] * s1) * s2 >= be.scalar(eps, dt))
     by_norms = dd_div(be, dot, norms)
     if eps > 0:
-        e_hi = float(np.float32(eps))
         big, small = xp.maximum(s1, s2), xp.minimum(s1, s2)
-        f, f_lo = dd_div(be, (small, zero), (be.scalar(e_hi, dt), be.scalar(eps - e_hi, dt)))
+        f, f_lo = dd_div(be, (small, zero), dd_constant(be, eps, dt))
         by_eps = dd_mul(be, dot, (f * big, f_lo * big))  # dot s1 s2 / eps
     else:
         by_eps = (zero, zero)

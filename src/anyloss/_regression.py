@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from ._backend import Backend, resolve
 from ._checks import (
     Reduction,
@@ -20,15 +18,17 @@ from ._checks import (
 )
 from ._compensated import (
     dd_add,
+    dd_constant,
     dd_finish,
     exact_value,
     fused,
     pow2,
+    scaled_up,
     two_prod,
     two_square,
     two_sum,
 )
-from ._compensated_exp_log import dd_exp, dd_log
+from ._compensated_exp_log import dd_exp, dd_log, log_of_pair
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
 from .kernels import fast
@@ -49,8 +49,6 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 # sinh(e/2)^2 does not overflow (float32: |e| < ~88); beyond _LOGCOSH_SWITCH the
 # asymptotic form |e| - log 2 + log1p(exp(-2|e|)) has no cancellation left.
 _LOGCOSH_SWITCH = 20.0
-_LN2_HI = float(np.float32(_LOG2))
-_LN2_LO = float(np.float32(_LOG2 - _LN2_HI))
 
 
 def _pair(
@@ -320,7 +318,7 @@ def log_cosh_loss(inputs: ArrayLike, targets: ArrayLike, reduction: Reduction = 
     return reduce(be, loss, reduction)
 
 
-_SERIES_BELOW, _TINY, _UP = 2.0**-6, 2.0**-40, 2.0**64
+_SERIES_BELOW, _TINY = 2.0**-6, 2.0**-40
 
 
 def _log_cosh_dd(be: Backend, x: Any, t: Any) -> Any:
@@ -341,10 +339,7 @@ def _log_cosh_dd(be: Backend, x: Any, t: Any) -> Any:
     d, d_lo = two_sum(x, -t)
     a, a_lo = xp.abs(d), xp.where(d < zero, -d_lo, d_lo)
     # the series, scaled up where tiny
-    tiny = a < be.scalar(_TINY, dt)
-    up = xp.where(tiny, be.scalar(_UP, dt), one)
-    down = xp.where(tiny, be.scalar(1.0 / _UP, dt), one)
-    b, b_lo = a * up, a_lo * up
+    (b, b_lo), down = scaled_up(be, _TINY, (a, a_lo))
     sq, sq_err = two_square(b, be)
     half = (0.5 * sq, 0.5 * sq_err + b * b_lo)
     z = a * a  # unscaled: the relative terms of the series
@@ -353,10 +348,9 @@ def _log_cosh_dd(be: Backend, x: Any, t: Any) -> Any:
     # the exponential form
     e, e_lo = dd_exp(be, -2.0 * a, differentiable=False)
     w, w_err = two_sum(e, one)  # 1 + e^(-2a), the constant second
-    log_w, log_w_lo = dd_log(be, w, differentiable=False)
-    log_w_lo = log_w_lo + (w_err + (e_lo - 2.0 * (a_lo * e))) / w
-    shifted = dd_add((a, a_lo), (be.scalar(-_LN2_HI, dt), be.scalar(-_LN2_LO, dt)))
-    far = dd_finish(be, *dd_add(shifted, (log_w, log_w_lo)))
+    log_w = log_of_pair(be, (w, w_err + (e_lo - 2.0 * (a_lo * e))))
+    shifted = dd_add((a, a_lo), dd_constant(be, -_LOG2, dt))
+    far = dd_finish(be, *dd_add(shifted, log_w))
     return xp.where(a < be.scalar(_SERIES_BELOW, dt), series, far)
 
 

@@ -6,8 +6,6 @@ import math
 import numbers
 from typing import Any
 
-import numpy as np
-
 from ._backend import Backend, resolve
 from ._checks import (
     Reduction,
@@ -20,6 +18,7 @@ from ._checks import (
 )
 from ._compensated import (
     dd_add,
+    dd_constant,
     dd_div,
     dd_finish,
     dd_sums,
@@ -151,8 +150,7 @@ def _dice_dd(be: Backend, x: Any, t: Any, axes: tuple[int, ...], smooth: float) 
     prod, prod_err = two_prod(x, t, be)
     term = dd_add((sum_hi, sum_err), (-2.0 * prod, -2.0 * prod_err))
     mismatch, sx, st = dd_sums(be, [term, (x, xp.zeros_like(x)), (t, xp.zeros_like(t))], -1)
-    s_hi = float(np.float32(smooth))
-    total = dd_add(dd_add(sx, st), (be.scalar(s_hi, dt), be.scalar(smooth - s_hi, dt)))
+    total = dd_add(dd_add(sx, st), dd_constant(be, smooth, dt))
     empty = total[0] == zero
     ratio = dd_div(be, mismatch, (xp.where(empty, be.scalar(1.0, dt), total[0]), total[1]))
     return xp.where(empty, zero, dd_finish(be, *ratio))
