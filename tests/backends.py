@@ -4,6 +4,12 @@ Each :class:`Backend` knows how to build arrays of its library from NumPy, how
 to read results back, and (where the library has autodiff) how to take the
 gradient of a loss. Tests receive one through the ``xp`` fixture; set
 ``ANYLOSS_BACKENDS=numpy,torch`` to run a subset.
+
+``ANYLOSS_TEST_DEVICE=cuda`` (or ``cuda:1``) puts the PyTorch arrays on that
+device: those built here, and (through ``torch.set_default_device``, set in
+``conftest.py``) those the tests build themselves. ``JAX_PLATFORMS`` picks
+JAX's device (``conftest.py`` makes it ``cpu`` unless set); CuPy arrays are
+on the GPU anyway.
 """
 
 from __future__ import annotations
@@ -28,6 +34,19 @@ _MODULES = {
     "dask": "dask.array",
     "cupy": "cupy",
 }
+
+
+def _device_from_env() -> str:
+    """The device of the tests' PyTorch arrays: ``cpu`` (the default),
+    ``cuda``, ``cuda:N``."""
+    device = os.environ.get("ANYLOSS_TEST_DEVICE", "").strip() or "cpu"
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise ValueError(f"ANYLOSS_TEST_DEVICE={device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+    return device
+
+
+DEVICE = _device_from_env()
 
 
 def selected() -> list[str]:
@@ -96,7 +115,7 @@ class Backend:
             a.setflags(write=False)
             return a
         if self.name == "torch":
-            t = self.module.asarray(a.copy())
+            t = self.module.asarray(a.copy(), device=DEVICE)
             return t.to(self.module.bfloat16) if dtype == "bfloat16" else t
         if self.name == "jax":
             t = self.module.numpy.asarray(a)
@@ -167,10 +186,10 @@ class Backend:
     def grad(self, loss: Callable[[Any], Any], x: np.ndarray) -> np.ndarray:
         """Gradient of ``sum(loss(x))`` with respect to ``x``, as NumPy."""
         if self.name == "torch":
-            t = self.module.asarray(np.array(x)).requires_grad_(True)
+            t = self.module.asarray(np.array(x), device=DEVICE).requires_grad_(True)
             out = loss(t)
             out.sum().backward()
-            return t.grad.numpy()
+            return t.grad.numpy(force=True)
         if self.name == "jax":
             import jax
 

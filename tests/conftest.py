@@ -54,7 +54,7 @@ if _HIDDEN:
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from backends import Backend, make, selected  # noqa: E402
+from backends import DEVICE, Backend, make, selected  # noqa: E402
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Keras picks its backend when first imported (its default, TensorFlow, is not
@@ -66,6 +66,22 @@ _SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "anyloss"
 # Scripts the tests run in a process of their own (``--doctest-modules`` would
 # import them here: keras_fit.py needs KERAS_BACKEND set before Keras loads).
 collect_ignore = ["keras_fit.py"]
+
+
+if DEVICE != "cpu":  # the tests' own tensors too (see tests/backends.py)
+    import torch
+
+    torch.set_default_device(DEVICE)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``cpu_only`` tests (the numba kernels' own) skip on another test device."""
+    if DEVICE == "cpu":
+        return
+    skip = pytest.mark.skip(reason=f"a CPU kernel test; ANYLOSS_TEST_DEVICE={DEVICE}")
+    for item in items:
+        if item.get_closest_marker("cpu_only") is not None:
+            item.add_marker(skip)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -18,6 +18,11 @@ Bounds:
   measured (eager or compiled), so that a regression shows against the
   measurement, not only against 4.
 
+The bounds above are those of the CPU. On another device (``ANYLOSS_TEST_DEVICE``
+for PyTorch, ``JAX_PLATFORMS`` for JAX, MLX's default device) a backend's
+bounds are those of ``DEVICE_BOUNDS[(backend, device)]`` where it names the
+regime: XLA's GPU reductions and transcendentals are not its CPU ones.
+
 A case marked ``xfail`` misses its bound today; its reason says where the bits
 are lost. Remove the mark once ``src/`` is fixed (the marks are strict).
 Dask is measured with NumPy's RuntimeWarnings ignored at compute time; that
@@ -33,7 +38,7 @@ import warnings
 import accuracy_cases as A
 import numpy as np
 import pytest
-from backends import make, selected
+from backends import DEVICE, make, selected
 
 BACKENDS = ("numpy", "torch", "dask", "jax", "mlx")
 FLOAT32_BACKENDS = ("jax", "mlx")
@@ -181,6 +186,13 @@ BOUNDS: dict[str, tuple[float, float]] = {
 # (TwoSum) and is within NUMPY_BOUND (confident 1.06, leading 1.36).
 OTHER_BOUNDS: dict[tuple[str, str], float] = {}
 
+# Per (backend, device type) other than the CPU: regime -> bound, where it
+# differs from the CPU's. None is stated yet: no GPU run of this table has been
+# measured since the compensated float32 paths landed (an earlier GPU trial
+# measured JAX up to 514 ulp on info_nce's reductions, before them). A GPU run
+# reports every regime it misses; state them here with the value measured.
+DEVICE_BOUNDS: dict[tuple[str, str], dict[str, float]] = {}
+
 XFAIL: dict[tuple[str, str], str] = {}
 
 
@@ -188,7 +200,25 @@ XFAIL: dict[tuple[str, str], str] = {}
 DASK_WARNS: dict[str, str] = {}
 
 
+def _device(backend: str) -> str:
+    """The device type ``backend``'s arrays are on in this run."""
+    if backend == "torch":
+        return DEVICE.partition(":")[0]
+    if backend == "jax":
+        import jax
+
+        return str(jax.default_backend())
+    if backend == "mlx":
+        import mlx.core as mx
+
+        return "cpu" if mx.default_device() == mx.cpu else "gpu"
+    return "cpu"
+
+
 def _bound(case_id: str, backend: str) -> float:
+    on_device = DEVICE_BOUNDS.get((backend, _device(backend)), {})
+    if case_id in on_device:
+        return on_device[case_id]
     if (case_id, backend) in OTHER_BOUNDS:
         return OTHER_BOUNDS[case_id, backend]
     if backend in FLOAT32_BACKENDS:
@@ -285,6 +315,8 @@ def test_bounds_table_covers_every_case() -> None:
     assert set(BOUNDS) == {c.id for c in A.CASES}
     assert {k for k, _ in XFAIL} <= set(BOUNDS)
     assert all(b >= NUMPY_BOUND for pair in BOUNDS.values() for b in pair)
+    assert all(set(table) <= set(BOUNDS) for table in DEVICE_BOUNDS.values())
+    assert all(device != "cpu" for _, device in DEVICE_BOUNDS)
 
 
 # -- the measuring stick itself ---------------------------------------------------

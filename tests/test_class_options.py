@@ -76,7 +76,7 @@ def _options(d: dict[str, np.ndarray], opts: dict[str, Any]) -> tuple[np.ndarray
 def test_cross_entropy_matches_torch(xp, rng, opts: dict, reduction: str) -> None:
     d = _data(rng)
     t, kw = _options(d, opts)
-    ref = _torch_ce(torch.as_tensor(d["x"]), t, reduction, **dict(kw)).numpy()
+    ref = _torch_ce(torch.as_tensor(d["x"]), t, reduction, **dict(kw)).numpy(force=True)
     xkw = {k: xp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
     got = anyloss.cross_entropy(xp.asarray(d["x"]), xp.asarray(t), reduction=reduction, **xkw)
     np.testing.assert_allclose(xp.to_numpy(got), ref, rtol=2e-6, atol=1e-7)
@@ -94,7 +94,7 @@ def test_cross_entropy_probability_targets_with_class_weights(
         weight=torch.as_tensor(d["cw"]),
         label_smoothing=smoothing,
         reduction=reduction,
-    ).numpy()
+    ).numpy(force=True)
     got = anyloss.cross_entropy(
         xp.asarray(d["x"]),
         xp.asarray(d["probs"]),
@@ -119,7 +119,7 @@ def test_cross_entropy_class_axis_and_example_weights(xp, rng) -> None:
         weight=torch.as_tensor(cw),
         ignore_index=IGNORE,
         reduction="none",
-    ).numpy()
+    ).numpy(force=True)
     applied = np.where(t == IGNORE, 0.0, cw[np.where(t == IGNORE, 0, t)])
     expected = (per * w).sum() / applied.sum()
     got = anyloss.cross_entropy(
@@ -143,7 +143,7 @@ def test_cross_entropy_gradients_match_torch(grad_xp, rng, opts: dict) -> None:
     xkw = {k: grad_xp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
     tt = grad_xp.asarray(t)
     got = grad_xp.grad(lambda v: anyloss.cross_entropy(v, tt, reduction="mean", **xkw), d["x"])
-    np.testing.assert_allclose(got, xt.grad.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got, xt.grad.numpy(force=True), rtol=1e-5, atol=1e-7)
     ignored = np.asarray(t) == IGNORE
     assert np.all(got[ignored] == 0)
 
@@ -160,7 +160,7 @@ def test_nll_loss_matches_torch(xp, rng, reduction: str) -> None:
             weight=None if cw is None else torch.as_tensor(cw),
             ignore_index=IGNORE,
             reduction=reduction,
-        ).numpy()
+        ).numpy(force=True)
         xkw = {k: xp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
         got = anyloss.nll_loss(xp.asarray(logp), xp.asarray(d["t"]), reduction=reduction, **xkw)
         np.testing.assert_allclose(xp.to_numpy(got), ref, rtol=2e-6, atol=1e-7)
@@ -169,7 +169,7 @@ def test_nll_loss_matches_torch(xp, rng, reduction: str) -> None:
         torch.as_tensor(d["t_valid"]),
         weight=torch.as_tensor(d["cw"]),
         reduction=reduction,
-    ).numpy()
+    ).numpy(force=True)
     got = anyloss.nll_loss(
         xp.asarray(logp),
         xp.asarray(d["t_valid"]),
@@ -190,7 +190,7 @@ def test_nll_loss_gradients_match_torch(grad_xp, rng) -> None:
         lambda v: anyloss.nll_loss(v, t, reduction="mean", ignore_index=IGNORE, class_weights=cw),
         d["x"],
     )
-    np.testing.assert_allclose(got, xt.grad.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got, xt.grad.numpy(force=True), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("with_logits", [True, False])
@@ -209,7 +209,7 @@ def test_binary_cross_entropy_pos_weight_matches_torch(
             weight=torch.as_tensor(w),
             pos_weight=torch.as_tensor(pw),
             reduction=reduction,
-        ).numpy()
+        ).numpy(force=True)
         inputs = x
     else:  # PyTorch's BCELoss has no pos_weight: its documented formula
         inputs = (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32)
@@ -236,7 +236,7 @@ def test_binary_cross_entropy_pos_weight_gradients_and_scalar(grad_xp, rng) -> N
     ).backward()
     tt = grad_xp.asarray(t)
     got = grad_xp.grad(lambda v: anyloss.binary_cross_entropy(v, tt, pos_weight=2.5), x)
-    np.testing.assert_allclose(got, xt.grad.numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(got, xt.grad.numpy(force=True), rtol=1e-5, atol=1e-8)
 
 
 def test_options_left_at_none_change_nothing(rng) -> None:
@@ -267,7 +267,7 @@ def test_large_numpy_inputs_take_the_kernel_and_agree(rng) -> None:
             ignore_index=IGNORE,
             reduction="mean",
             **{k: torch.as_tensor(v) for k, v in kw.items()},
-        ).numpy()
+        ).numpy(force=True)
         got = anyloss.cross_entropy(
             x,
             t,
@@ -353,7 +353,9 @@ def test_jit_and_dask(rng) -> None:
             x, t, reduction="mean", ignore_index=IGNORE, class_weights=cw
         )
     )
-    ref = _torch_ce(torch.as_tensor(d["x"]), d["t"], "mean", class_weights=d["cw"]).numpy()
+    ref = _torch_ce(torch.as_tensor(d["x"]), d["t"], "mean", class_weights=d["cw"]).numpy(
+        force=True
+    )
     np.testing.assert_allclose(f(d["x"], d["t"].astype(np.int32), d["cw"]), ref, rtol=2e-6)
     da = pytest.importorskip("dask.array")
     lazy = anyloss.cross_entropy(

@@ -100,12 +100,12 @@ def _onehot(idx, num_classes, axis=-1):
 
 
 def ref_sigmoid(x, t, alpha, gamma, weights=None, reduction="none"):
-    loss = torch_sigmoid_focal(_t64(x), _t64(t), alpha, gamma).numpy()
+    loss = torch_sigmoid_focal(_t64(x), _t64(t), alpha, gamma).numpy(force=True)
     return _reduce(loss if weights is None else loss * weights, reduction)
 
 
 def ref_softmax(x, q, alpha, gamma, axis=-1, weights=None, reduction="none"):
-    loss = torch_softmax_focal(_t64(x), _t64(q), alpha, gamma, axis).numpy()
+    loss = torch_softmax_focal(_t64(x), _t64(q), alpha, gamma, axis).numpy(force=True)
     return _reduce(loss if weights is None else loss * weights, reduction)
 
 
@@ -226,7 +226,7 @@ def test_sigmoid_gamma_zero_is_binary_cross_entropy(xp):
         )
         want = torch.nn.functional.binary_cross_entropy_with_logits(
             _t64(X), _t64(SOFT), reduction=reduction
-        ).numpy()
+        ).numpy(force=True)
         _close(got, want)
 
 
@@ -325,7 +325,7 @@ def test_softmax_absent_class_with_infinite_logit():
 def _torch_grad(fn, x):
     v = _t64(x).requires_grad_(True)
     fn(v).sum().backward()
-    return v.grad.numpy()
+    return v.grad.numpy(force=True)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+# numba's CPU kernels (skipped on another ANYLOSS_TEST_DEVICE)
+pytestmark = pytest.mark.cpu_only
+
 numba = pytest.importorskip("numba")
 torch = pytest.importorskip("torch")
 mpmath = pytest.importorskip("mpmath")

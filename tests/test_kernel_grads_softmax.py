@@ -29,6 +29,9 @@ import pytest
 pytest.importorskip("numba")
 from anyloss.kernels import _numba as k
 
+# numba's CPU kernels (skipped on another ANYLOSS_TEST_DEVICE)
+pytestmark = pytest.mark.cpu_only
+
 DTYPES = (np.float32, np.float64)
 SIZES = (1, 2, 63, 65, 1000)  # around CLASS_BLOCK = 64, and a vocabulary
 

@@ -31,6 +31,9 @@ import anyloss
 from anyloss import kernels
 from anyloss.kernels import _config, _cpu, _registry
 
+# numba's CPU kernels (skipped on another ANYLOSS_TEST_DEVICE)
+pytestmark = pytest.mark.cpu_only
+
 numba = pytest.importorskip("numba")
 
 REDUCTIONS = ("none", "mean", "sum")

@@ -21,6 +21,9 @@ import sys
 
 import pytest
 
+# numba's CPU kernels (skipped on another ANYLOSS_TEST_DEVICE)
+pytestmark = pytest.mark.cpu_only
+
 pytest.importorskip("numba")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

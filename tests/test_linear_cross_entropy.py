@@ -192,7 +192,7 @@ def _reference(back: dict, reduction: str, kw: dict) -> np.ndarray:
             class_weights=_t64(back["class_weights"]) if "class_weights" in back else None,
             **kw,
         )
-    return out.numpy()
+    return out.numpy(force=True)
 
 
 def _scale_rows(back: dict, kw: dict) -> np.ndarray:
@@ -203,7 +203,7 @@ def _scale_rows(back: dict, kw: dict) -> np.ndarray:
             _t64(back["weight"]),
             _t64(back["bias"]) if "bias" in back else None,
             kw.get("softcap"),
-        ).numpy()
+        ).numpy(force=True)
     if "class_weights" in back:
         x = x * back["class_weights"]
     return np.abs(x).max(axis=-1)
@@ -511,7 +511,7 @@ def _reference_grads(back: dict, reduction: str, kw: dict, g: np.ndarray) -> tup
     if reduction == "none":
         out = (out * _t64(g)).sum()
     out.backward()
-    return out.detach().numpy(), [leaves[k].grad.numpy() for k in _names(back)]
+    return out.detach().numpy(force=True), [leaves[k].grad.numpy(force=True) for k in _names(back)]
 
 
 def _assert_grads(xp: Any, got: list, ref: list, names: list[str], dtype: str) -> None:
@@ -616,7 +616,9 @@ def test_gradient_of_hidden_only() -> None:
     anyloss.linear_cross_entropy(h, w, t, b, chunk_size=CHUNK).backward()
     hr = _t64(d["h"], grad=True)
     _unfused(hr, w, d["t"], b).backward()
-    np.testing.assert_allclose(h.grad.numpy(), hr.grad.numpy(), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(
+        h.grad.numpy(force=True), hr.grad.numpy(force=True), rtol=0, atol=1e-14
+    )
 
 
 # -- transforms: jax.jit, jax.vmap, mx.compile, torch.compile ------------------------
@@ -696,7 +698,7 @@ def test_torch_compile_fullgraph(reduction: str) -> None:
     eager_value, eager_grads = _grads(xp, fn, diff)
     _assert_same(value, eager_value)
     for a, b in zip(grads, eager_grads, strict=True):
-        _assert_same(a.numpy(), b.numpy())
+        _assert_same(a.numpy(force=True), b.numpy(force=True))
     ref_value, ref_grads = _reference_grads(back, reduction, kw, g)
     _assert_value(value, ref_value, "float32", ulps=TOL["grad_f32"])
     _assert_grads(xp, grads, ref_grads, _names(back), "float32")

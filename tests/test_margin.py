@@ -78,7 +78,9 @@ T_SIGNS = _signs(N, C)
 
 
 def _sq_hinge_ref(x, t, reduction="none"):
-    return _reduce_t(torch.clamp(1.0 - _t64(x) * _t64(t), min=0.0) ** 2, reduction).numpy()
+    return _reduce_t(torch.clamp(1.0 - _t64(x) * _t64(t), min=0.0) ** 2, reduction).numpy(
+        force=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -114,7 +116,7 @@ def test_squared_hinge_gradient(grad_xp):
     (torch.clamp(1.0 - x64 * _t64(T_SIGNS), min=0.0) ** 2).sum().backward()
     t = grad_xp.asarray(T_SIGNS)
     got = grad_xp.grad(lambda v: anyloss.squared_hinge_loss(v, t), X)
-    np.testing.assert_allclose(got, x64.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, x64.grad.numpy(force=True), rtol=1e-5, atol=1e-5)
 
 
 def test_squared_hinge_errors():
@@ -179,7 +181,7 @@ def test_multiclass_hinge_matches_torch(xp, case, margin, reduction):
         "axis=0": (LOGITS, RNG.integers(0, N, C), 0),
         "3d-axis=1": (LOGITS3, LABELS3, 1),
     }[case]
-    want = _mc_hinge_ref(x, y, axis, margin, reduction).numpy()
+    want = _mc_hinge_ref(x, y, axis, margin, reduction).numpy(force=True)
     for dtype in _dtypes(xp):
         out = anyloss.multiclass_hinge_loss(
             xp.asarray(x, dtype), xp.asarray(y), axis=axis, margin=margin, reduction=reduction
@@ -189,7 +191,7 @@ def test_multiclass_hinge_matches_torch(xp, case, margin, reduction):
 
 def test_multiclass_hinge_int32_targets_and_one_class(xp):
     out = anyloss.multiclass_hinge_loss(xp.asarray(LOGITS), xp.asarray(LABELS.astype(np.int32)))
-    _close(xp, out, _mc_hinge_ref(LOGITS, LABELS).numpy(), "float32")
+    _close(xp, out, _mc_hinge_ref(LOGITS, LABELS).numpy(force=True), "float32")
     # a single class has no rival: the loss is 0
     one = anyloss.multiclass_hinge_loss(xp.asarray(LOGITS[:, :1]), xp.asarray(np.zeros(N, int)))
     np.testing.assert_array_equal(xp.to_numpy(one), np.zeros(N, np.float32))
@@ -228,7 +230,7 @@ def test_multiclass_hinge_gradient_matches_torch(grad_xp):
         lambda v: anyloss.multiclass_hinge_loss(v, y, axis=1, margin=0.5, reduction="mean"),
         LOGITS3,
     )
-    np.testing.assert_allclose(got, x64.grad.numpy(), atol=1e-6)
+    np.testing.assert_allclose(got, x64.grad.numpy(force=True), atol=1e-6)
 
 
 def test_multiclass_hinge_errors():
@@ -274,7 +276,9 @@ Y = _f32([1, -1, 1, -1])
 def _cos_emb_ref(a, b, y, margin=0.0, reduction="none"):
     a, b = np.broadcast_arrays(np.asarray(a), np.asarray(b))
     y = torch.as_tensor(np.asarray(y), dtype=torch.float64)
-    return F.cosine_embedding_loss(_t64(a), _t64(b), y, margin=margin, reduction=reduction).numpy()
+    return F.cosine_embedding_loss(_t64(a), _t64(b), y, margin=margin, reduction=reduction).numpy(
+        force=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -316,7 +320,7 @@ def test_cosine_embedding_broadcasts_along_the_axis():
     got = anyloss.cosine_embedding_loss(a, b, _f32([-1.0]))
     np.testing.assert_allclose(got, [6.0 / math.sqrt(14.0 * 3.0)], rtol=1e-6)  # cos of a, 1
     torch_own = F.cosine_embedding_loss(_t64(a), _t64(b), _t64([-1.0]), reduction="none")
-    np.testing.assert_allclose(torch_own.numpy(), [6.0 / math.sqrt(14.0)], rtol=1e-6)
+    np.testing.assert_allclose(torch_own.numpy(force=True), [6.0 / math.sqrt(14.0)], rtol=1e-6)
     b = A2[:, :1]
     want = _cos_emb_ref(A1, b, Y)  # the reference broadcasts first
     np.testing.assert_allclose(anyloss.cosine_embedding_loss(A1, b, Y), want, rtol=1e-6)
@@ -343,7 +347,7 @@ def test_cosine_embedding_gradient(grad_xp):
     F.cosine_embedding_loss(a64, _t64(A2), _t64(Y), margin=-0.2, reduction="sum").backward()
     b, y = grad_xp.asarray(A2), grad_xp.asarray(Y)
     got = grad_xp.grad(lambda v: anyloss.cosine_embedding_loss(v, b, y, margin=-0.2), A1)
-    np.testing.assert_allclose(got, a64.grad.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, a64.grad.numpy(force=True), rtol=1e-5, atol=1e-6)
 
 
 def test_cosine_embedding_gradient_is_finite_at_zero_vectors(grad_xp):
@@ -406,11 +410,14 @@ def test_half_precision_in_and_out():
         bf = [torch.tensor(a) for a in args]
         bf = [a.to(torch.bfloat16) if a.is_floating_point() else a for a in bf]
         want = np.asarray(
-            ref(*(a.float().numpy() if a.is_floating_point() else a for a in bf), *kw.values())
+            ref(
+                *(a.float().numpy(force=True) if a.is_floating_point() else a for a in bf),
+                *kw.values(),
+            )
         )
         out = fn(*bf, **kw)
         assert out.dtype == torch.bfloat16
-        np.testing.assert_allclose(out.float().numpy(), want, rtol=1e-2, atol=1e-2)
+        np.testing.assert_allclose(out.float().numpy(force=True), want, rtol=1e-2, atol=1e-2)
 
 
 # ----------------------------------------------------------------- transforms
@@ -431,7 +438,7 @@ def test_jax_jit_all_three():
     args = (X, T_SIGNS, LOGITS, LABELS.astype(np.int32), A1, A2, Y)
     sq, mc, ce = run(*map(jnp.asarray, args))
     np.testing.assert_allclose(np.asarray(sq), _sq_hinge_ref(X, T_SIGNS, "mean"), rtol=1e-6)
-    want = _mc_hinge_ref(LOGITS, LABELS, margin=0.5).numpy()
+    want = _mc_hinge_ref(LOGITS, LABELS, margin=0.5).numpy(force=True)
     np.testing.assert_allclose(np.asarray(mc), want, rtol=1e-6, atol=1e-6)
     want = _cos_emb_ref(A1, A2, Y, 0.25)
     np.testing.assert_allclose(np.asarray(ce), want, rtol=1e-5, atol=1e-6)
@@ -453,7 +460,9 @@ def test_mx_compile():
     )
     for _ in range(2):
         mc, ce = f(mx.array(LOGITS), mx.array(A1))
-        np.testing.assert_allclose(np.array(mc), _mc_hinge_ref(LOGITS, LABELS).numpy(), 1e-5)
+        np.testing.assert_allclose(
+            np.array(mc), _mc_hinge_ref(LOGITS, LABELS).numpy(force=True), 1e-5
+        )
         np.testing.assert_allclose(np.array(ce), _cos_emb_ref(A1, A2, Y), rtol=1e-5, atol=1e-6)
 
 
@@ -474,7 +483,7 @@ def test_dask_is_lazy():
     for out in (sq, bad, mc, ce):
         assert isinstance(out, da.Array) and out.dtype == np.float32
     np.testing.assert_allclose(sq.compute(), _sq_hinge_ref(X, T_SIGNS, "sum"), rtol=1e-6)
-    want = _mc_hinge_ref(LOGITS, LABELS, margin=2.0, reduction="mean").numpy()
+    want = _mc_hinge_ref(LOGITS, LABELS, margin=2.0, reduction="mean").numpy(force=True)
     np.testing.assert_allclose(mc.compute(), want, rtol=1e-6)
     np.testing.assert_allclose(ce.compute(), _cos_emb_ref(A1, A2, Y, 0.5), rtol=1e-6, atol=1e-7)
 

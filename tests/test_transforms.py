@@ -207,12 +207,14 @@ def test_torch_func_vmap_and_grad(name):
     batched = [torch.stack([a, a.flip(0)]) for a in args]
     out = torch.func.vmap(lambda *a: fn(*a, **kw, reduction="sum"))(*batched)
     want = [
-        fn(*[a.numpy() for a in args], **kw, reduction="sum"),
-        fn(*[a.flip(0).numpy() for a in args], **kw, reduction="sum"),
+        fn(*[a.numpy(force=True) for a in args], **kw, reduction="sum"),
+        fn(*[a.flip(0).numpy(force=True) for a in args], **kw, reduction="sum"),
     ]
-    np.testing.assert_allclose(out.numpy(), want, rtol=2e-6)
+    np.testing.assert_allclose(out.numpy(force=True), want, rtol=2e-6)
     g = torch.func.grad(lambda v: fn(v, *args[1:], **kw, reduction="sum"))(args[0])
-    np.testing.assert_allclose(g.numpy(), _finite_differences(name), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        g.numpy(force=True), _finite_differences(name), rtol=1e-4, atol=1e-5
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -617,7 +619,7 @@ def test_torch_result_on_the_input_device(device):
                 assert out.dtype == torch.float32
                 if device != "meta":
                     np.testing.assert_allclose(
-                        out.cpu().numpy(), _reference(name, reduction), rtol=2e-6, atol=1e-6
+                        out.numpy(force=True), _reference(name, reduction), rtol=2e-6, atol=1e-6
                     )
 
 

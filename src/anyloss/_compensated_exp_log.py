@@ -30,6 +30,7 @@ the derivative of the compensated arithmetic. MLX runs them under
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from decimal import Decimal, localcontext
@@ -347,7 +348,10 @@ def _jax_rule(kind: str) -> Any:
     jnp = sys.modules["jax.numpy"]
     from ._backend import resolve
 
-    be = resolve("anyloss", ("x", jnp.zeros(())))
+    # device None: the constants are uncommitted, usable with arrays on any
+    # device (a backend resolved from a default-device array would commit
+    # them there, and JAX refuses to combine two committed devices)
+    be = dataclasses.replace(resolve("anyloss", ("x", jnp.zeros(()))), device=None)
     pair = _exp_pair if kind == "exp" else _log_pair
 
     f = jax.custom_jvp(lambda x: pair(be, x))

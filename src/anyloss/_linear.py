@@ -258,7 +258,7 @@ def linear_cross_entropy(
     denominator = None
     if reduction == "mean" and (kept2 is not None or cw is not None):
         applied = (
-            xp.ones((rows,), dtype=be.wide) if cw is None else xp.take(be.cast(cw, be.wide), t2)
+            be.full((rows,), 1.0, be.wide) if cw is None else xp.take(be.cast(cw, be.wide), t2)
         )
         if kept2 is not None:
             applied = xp.where(kept2, applied, be.scalar(0.0, be.wide))

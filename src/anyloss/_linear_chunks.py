@@ -116,7 +116,7 @@ def _put(be: Backend, x: Any, index: Any, value: Any) -> Any:
     if be.name == "torch":
         return x.scatter_(1, index[:, None], value[:, None])
     if be.name == "jax":
-        return x.at[xp.arange(n), index].set(value)
+        return x.at[be.arange(n), index].set(value)
     hot = be.arange(x.shape[1], dtype=index.dtype)[None, :] == index[:, None]
     return xp.where(hot, value[:, None], x)
 
@@ -131,7 +131,7 @@ def _add(be: Backend, x: Any, index: Any, value: Any) -> Any:
     if be.name == "torch":
         return x.scatter_add_(1, index[:, None], value[:, None])
     if be.name in ("jax", "mlx"):
-        return x.at[xp.arange(n), index].add(value)
+        return x.at[be.arange(n), index].add(value)
     hot = be.arange(x.shape[1], dtype=index.dtype)[None, :] == index[:, None]
     return x + xp.where(hot, value[:, None], be.scalar(0.0, x.dtype))
 

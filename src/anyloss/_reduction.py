@@ -56,7 +56,7 @@ def _compensated_sum(xp: Any, flat: Any, n: int) -> Any:
     x, err = flat, None
     while n > 1:
         if n % 2:
-            pad = xp.zeros((1,), dtype=x.dtype)
+            pad = xp.zeros_like(x[:1])  # (on x's device)
             x = xp.concat([x, pad])
             err = None if err is None else xp.concat([err, pad])
             n += 1

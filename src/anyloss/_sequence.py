@@ -300,7 +300,7 @@ def ctc_loss(
     k = 2 * width + 1
     y = be.cast(y, tl.dtype)
     blank_col = xp.zeros_like(tl)[:, None] + blank  # (N, 1)
-    within = xp.reshape(xp.arange(width, dtype=tl.dtype), (1, width)) < tl[:, None]
+    within = xp.reshape(be.arange(width, dtype=tl.dtype), (1, width)) < tl[:, None]
     labels = xp.where(within, y, blank_col)
     pairs = xp.stack([xp.zeros_like(labels) + blank, labels], axis=2)
     ext = xp.concat([xp.reshape(pairs, (n, 2 * width)), blank_col], axis=1)
@@ -324,12 +324,12 @@ def ctc_loss(
     none_yet = zeros + neg_inf
     # alpha before the first step: all mass on position 0, which the recursion
     # turns into the usual start (blank or first label at t = 0)
-    first = xp.reshape(xp.arange(k, dtype=tl.dtype), (1, k)) == 0
+    first = xp.reshape(be.arange(k, dtype=tl.dtype), (1, k)) == 0
     alpha = xp.where(first, zeros, none_yet)
     skip_or_not = xp.where(skip, zero, neg_inf)  # adds -inf where no skip is allowed
     fixed = (skip_or_not, none_yet, zero, neg_inf)
     if be.name == "jax" and steps:
-        active = xp.reshape(xp.arange(steps, dtype=il.dtype), (steps, 1, 1)) < il[None, :, None]
+        active = xp.reshape(be.arange(steps, dtype=il.dtype), (steps, 1, 1)) < il[None, :, None]
         alpha = _jax_scan()(be, alpha, xp.moveaxis(emit, 1, 0), active, fixed)
     else:
         active_until = il[:, None]
