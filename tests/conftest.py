@@ -57,6 +57,10 @@ import pytest  # noqa: E402
 from backends import DEVICE, Backend, make, selected  # noqa: E402
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Without a GPU, the Triton kernels run in Triton's interpreter (tests/test_triton.py):
+# it must be on before they are decorated, and --doctest-modules imports them early
+if DEVICE == "cpu":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 # Keras picks its backend when first imported (its default, TensorFlow, is not
 # a test dependency); the doctests of anyloss/keras.py import it.
 os.environ.setdefault("KERAS_BACKEND", "jax")

@@ -1,0 +1,258 @@
+"""PyTorch's Triton entries: fused kernels for CUDA tensors, with gradients.
+
+Each kernel runs inside a ``torch.library.custom_op`` (``torch.compile`` sees
+one op, not a graph break) whose autograd formula calls the backward kernel.
+The backward pass recomputes what it needs from the logits and two floats
+per row saved by the forward (the row maximum and ``log(sum(exp(x - max)))``),
+so nothing the size of the logits is kept besides the logits themselves.
+
+Triton's interpreter runs the same kernels on CPU tensors (slowly): with
+``ANYLOSS_TRITON_ON_CPU=1`` in the environment, or inside
+:func:`on_cpu`, the entries also take CPU tensors, ahead of the numba
+kernels, and ``TRITON_INTERPRET=1`` is set for Triton (it must be before
+the kernels are first used: they are compiled for the interpreter or for
+the GPU, not both). The tests run this way where Triton is installed (the
+``gpu`` extra), so CI, which has no GPU, checks every kernel's values and
+gradients.
+
+Imported by the registry with the other torch entries; Triton itself is
+imported on the first call that takes an entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+
+from . import _registry
+
+__all__ = ["available", "on_cpu"]
+
+
+class _Switch:
+    """Whether CPU tensors take the Triton entries (under the interpreter)."""
+
+    on_cpu = False
+
+
+def _interpret() -> None:
+    # (read by Triton when the kernels are decorated, on their first use)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+if os.environ.get("ANYLOSS_TRITON_ON_CPU", "").strip() not in ("", "0"):
+    _Switch.on_cpu = True
+    _interpret()
+
+
+@contextlib.contextmanager
+def on_cpu(on: bool = True) -> Iterator[None]:
+    """Route CPU tensors through the Triton kernels (Triton's interpreter)
+    inside the ``with`` block, or not (``on=False``)."""
+    if on:
+        _interpret()
+        compiled = sys.modules.get(f"{__package__}._triton_softmax")
+        if compiled is not None and "Interpreted" not in type(compiled.ce_forward).__name__:
+            raise RuntimeError(
+                "anyloss: the Triton kernels were compiled for the GPU (TRITON_INTERPRET was "
+                "not set when they were first imported); to run them on CPU tensors set "
+                "ANYLOSS_TRITON_ON_CPU=1 or TRITON_INTERPRET=1 before that"
+            )
+    before, _Switch.on_cpu = _Switch.on_cpu, on
+    try:
+        yield
+    finally:
+        _Switch.on_cpu = before
+
+
+_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+_MAX_BLOCK = 4096
+
+
+@functools.cache
+def available() -> bool:
+    """Whether Triton is installed (the ``gpu`` extra)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+@functools.cache
+def _kernels() -> Any:
+    from . import _triton_softmax
+
+    return _triton_softmax
+
+
+def _launch(rows: int, classes: int) -> tuple[tuple[int], dict[str, int]]:
+    import triton
+
+    block = min(triton.next_power_of_2(max(classes, 1)), _MAX_BLOCK)
+    return (rows,), {
+        "BLOCK": block,
+        "num_warps": 8 if block >= 2048 else 4,
+        "enable_fp_fusion": True,
+    }
+
+
+# -- cross entropy ------------------------------------------------------------------
+
+
+@torch.library.custom_op("anyloss::triton_cross_entropy", mutates_args=())
+def triton_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, smoothing: float, probs: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row cross entropy of 2-D ``logits`` (last axis contiguous) with
+    class indices or probabilities: (the losses, the row maxima, the
+    ``log(sum(exp(x - max)))`` of the rows), float32."""
+    rows, classes = logits.shape
+    out = [logits.new_empty((rows,), dtype=torch.float32) for _ in range(3)]
+    if rows:
+        grid, meta = _launch(rows, classes)
+        t_stride = targets.stride(0) if targets.ndim else 0
+        _kernels().ce_forward[grid](
+            logits,
+            logits.stride(0),
+            targets,
+            t_stride,
+            *out,
+            classes,
+            smoothing,
+            PROBS=probs,
+            SMOOTH=smoothing > 0,
+            **meta,
+        )
+    loss, row_max, log_sum = out
+    return loss, row_max, log_sum
+
+
+@triton_cross_entropy.register_fake
+def _(
+    logits: torch.Tensor, targets: torch.Tensor, smoothing: float, probs: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    rows = logits.shape[0]
+    a, b, c = (logits.new_empty((rows,), dtype=torch.float32) for _ in range(3))
+    return a, b, c
+
+
+@torch.library.custom_op("anyloss::triton_cross_entropy_backward", mutates_args=())
+def triton_cross_entropy_backward(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    row_max: torch.Tensor,
+    log_sum: torch.Tensor,
+    grad: torch.Tensor,
+    smoothing: float,
+    probs: bool,
+) -> torch.Tensor:
+    """The gradient of :func:`triton_cross_entropy`'s losses times ``grad``
+    (one per row) with respect to the logits, in their dtype."""
+    rows, classes = logits.shape
+    out = torch.empty_like(logits, memory_format=torch.contiguous_format)
+    if rows:
+        grid, meta = _launch(rows, classes)
+        _kernels().ce_backward[grid](
+            logits,
+            logits.stride(0),
+            targets,
+            targets.stride(0) if targets.ndim else 0,
+            row_max,
+            log_sum,
+            grad.contiguous(),
+            out,
+            out.stride(0),
+            classes,
+            smoothing,
+            PROBS=probs,
+            **meta,
+        )
+    return out
+
+
+@triton_cross_entropy_backward.register_fake
+def _(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    row_max: torch.Tensor,
+    log_sum: torch.Tensor,
+    grad: torch.Tensor,
+    smoothing: float,
+    probs: bool,
+) -> torch.Tensor:
+    return torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+
+def _ce_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+    logits, targets, smoothing, probs = inputs
+    ctx.smoothing, ctx.probs = smoothing, probs
+    ctx.save_for_backward(logits, targets, output[1], output[2])
+    ctx.set_materialize_grads(False)
+
+
+def _ce_backward(ctx: Any, g: torch.Tensor | None, *_: Any) -> tuple[Any, ...]:
+    if g is None:
+        return None, None, None, None
+    logits, targets, row_max, log_sum = ctx.saved_tensors
+    dx = triton_cross_entropy_backward(
+        logits, targets, row_max, log_sum, g, ctx.smoothing, ctx.probs
+    )
+    return dx, None, None, None
+
+
+triton_cross_entropy.register_autograd(_ce_backward, setup_context=_ce_setup)
+
+
+def _ce_applies(be: Any, reduction: str, args: Mapping[str, Any]) -> bool:
+    x, t = args["logits"], args["targets"]
+    if not (isinstance(x, torch.Tensor) and isinstance(t, torch.Tensor)):
+        return False
+    if x.dtype not in _FLOATS or x.ndim < 1 or x.numel() == 0 or x.layout != torch.strided:
+        return False
+    if args.get("axis", -1) not in (-1, x.ndim - 1):
+        return False
+    if not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return False  # torch.func's transforms: the ops have no rule for them
+    if t.ndim == x.ndim:  # probabilities (their gradient: the generic code)
+        return bool(t.shape == x.shape) and t.dtype in _FLOATS and not t.requires_grad
+    return tuple(t.shape) == tuple(x.shape[:-1]) and not t.is_floating_point()
+
+
+def _ce_forward(be: Any, reduction: str, args: Mapping[str, Any]) -> Any:
+    x, t = args["logits"], args["targets"]
+    classes = x.shape[-1]
+    x2 = x.reshape(-1, classes)
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    probs = t.ndim == x.ndim
+    t2 = t.reshape(-1, classes) if probs else t.reshape(-1)
+    if t2.stride(-1) != 1:
+        t2 = t2.contiguous()
+    smoothing = float(args.get("label_smoothing", 0.0))
+    loss = triton_cross_entropy(x2, t2, smoothing, probs)[0]
+    return loss.reshape(x.shape[:-1])
+
+
+def _when_switched_on(applies: Callable[..., bool]) -> Callable[..., bool]:
+    def on_cpu_applies(be: Any, reduction: str, args: Mapping[str, Any]) -> bool:
+        return _Switch.on_cpu and applies(be, reduction, args)
+
+    return on_cpu_applies
+
+
+def _register() -> None:
+    for loss, applies, forward in (("cross_entropy", _ce_applies, _ce_forward),):
+        _registry.register(_registry.Entry(loss, "torch", "cuda", "triton", applies, forward, 20))
+        _registry.register(
+            _registry.Entry(
+                loss, "torch", "cpu", "triton", _when_switched_on(applies), forward, 20
+            )
+        )
+
+
+if available():
+    _register()

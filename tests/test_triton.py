@@ -1,0 +1,338 @@
+"""The Triton kernels (PyTorch CUDA tensors), checked without a GPU.
+
+Triton's interpreter runs the kernels on CPU tensors (``_triton.on_cpu``;
+with ``ANYLOSS_TEST_DEVICE=cuda`` they run on the GPU instead):
+the values against the 50-digit references of ``accuracy_cases.py`` (4 ulp,
+as every backend), with one block per row and with blocks of 4 classes (the
+online logsumexp then raises its maximum many times per row); the gradients
+against float64; the options the loss applies around the kernel (class
+weights, ignored rows, weights, reductions) against the generic code; the
+special values; ``torch.compile(fullgraph=True)``. The kernels use no
+libdevice function and no ``tl.exp``/``tl.log`` (whose GPU versions differ
+from the interpreter's NumPy ones), so the interpreter computes what the GPU
+does, up to the contraction of products into fused multiply-adds, which the
+error-free transformations do not rely on.
+
+Every kernel is also compiled for an sm_90 GPU (PTX and cubin, no GPU
+needed), and its PTX holds no float64 instruction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import accuracy_cases as A
+import numpy as np
+import pytest
+from backends import DEVICE, make
+
+import anyloss
+from anyloss import kernels
+
+pytest.importorskip("triton")
+torch = pytest.importorskip("torch")
+from anyloss.kernels import _registry, _triton  # noqa: E402
+
+TRITON_BOUND = 4.0  # ulp, as NUMPY_BOUND in test_accuracy.py
+
+
+@pytest.fixture(autouse=True)
+def triton_on_cpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """CPU tensors take the Triton entries; yields the kernels launched."""
+    launched: list[str] = []
+    launch = _triton._launch
+
+    def counting(rows: int, classes: int) -> Any:
+        launched.append(f"{rows}x{classes}")
+        return launch(rows, classes)
+
+    monkeypatch.setattr(_triton, "_launch", counting)
+    with _triton.on_cpu(DEVICE == "cpu"):  # (on a GPU test device: the GPU)
+        yield launched
+
+
+@pytest.fixture(params=[4096, 4], ids=["one_block", "blocks_of_4"])
+def block(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(_triton, "_MAX_BLOCK", request.param)
+    return int(request.param)
+
+
+def _ce_cases() -> list[str]:
+    # mean_1e5: 20000 rows are 20000 programs in the interpreter (the mean is
+    # the loss module's, not the kernel's); class_weights: with label
+    # smoothing the loss computes its rows itself, not by an entry
+    left_out = {"cross_entropy-mean_1e5", "cross_entropy-class_weights"}
+    return [c.id for c in A.CASES if c.loss == "cross_entropy" and c.id not in left_out]
+
+
+@pytest.mark.parametrize("case_id", _ce_cases())
+def test_values_within_4_ulp(
+    case_id: str, block: int, triton_on_cpu: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = A.CASE_BY_ID[case_id]
+    if block == 4 and case_id.endswith("many_classes"):  # 16 blocks, not 1024 (interpreted)
+        monkeypatch.setattr(_triton, "_MAX_BLOCK", 256)
+    m = A.measure(case, make("torch"))
+    assert triton_on_cpu, "the Triton entry did not run"
+    assert m.ulp <= TRITON_BOUND, f"{case_id}, blocks of {block}: {m}"
+
+
+@pytest.mark.cpu_only
+def test_the_entry_is_chosen_only_when_switched_on() -> None:
+    x, t = torch.zeros(3, 5), torch.tensor([0, 1, 2])
+    be = anyloss._backend.resolve("cross_entropy", ("logits", x))
+    args = {"logits": x, "targets": t, "axis": -1, "label_smoothing": 0.0}
+    entry = _registry.lookup(be, "cross_entropy", "none", args)
+    assert entry is not None and entry.name == "triton"
+    with _triton.on_cpu(False):
+        entry = _registry.lookup(be, "cross_entropy", "none", args)
+        assert entry is None or entry.name != "triton"
+    cuda = [e for e in _registry.entries("cross_entropy", "torch") if e.device == "cuda"]
+    assert [e.name for e in cuda] == ["triton"]
+
+
+# -- gradients against float64 ----------------------------------------------------
+
+
+def _softmax64(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.15])
+@pytest.mark.parametrize("targets", ["indices", "probs"])
+def test_gradients_within_4_ulp_of_float64(
+    targets: str, smoothing: float, block: int, triton_on_cpu: list[str]
+) -> None:
+    """d loss / d logits = g (softmax - (1 - s) target - s / V), each element
+    within 4 ulp of the float64 value (ulps of the larger of its two terms:
+    their difference is what float32 can hold of it)."""
+    rng = np.random.default_rng(5)
+    n, v = 7, 37
+    x = rng.normal(0, 3, (n, v)).astype(np.float32)
+    g = rng.uniform(0.5, 2, n).astype(np.float32)
+    if targets == "indices":
+        t = rng.integers(0, v, n)
+        target = np.eye(v)[t]
+        tt = torch.tensor(t)
+    else:
+        p = _softmax64(rng.normal(0, 1, (n, v))).astype(np.float32)
+        target = p.astype(np.float64)
+        tt = torch.tensor(p)
+    xt = torch.tensor(x, requires_grad=True)
+    out = anyloss.cross_entropy(xt, tt, label_smoothing=smoothing)
+    (grad,) = torch.autograd.grad(out, xt, torch.tensor(g))
+    assert len(triton_on_cpu) == 2  # forward and backward
+    sm = _softmax64(x.astype(np.float64))
+    want_target = (1 - smoothing) * target + smoothing / v
+    want = g[:, None].astype(np.float64) * (sm - want_target)
+    scale = g[:, None] * np.maximum(sm, want_target)
+    ulps = np.abs(grad.numpy(force=True).astype(np.float64) - want) / np.spacing(scale.astype(np.float32))
+    assert ulps.max() <= 4, ulps.max()
+
+
+# -- the options around the kernel, against the generic code ------------------------
+
+
+def _both(fn: Any, *arrays: Any, **kw: Any) -> tuple[Any, Any, Any, Any]:
+    """(value, gradient) through the Triton entry and through the generic code."""
+    results = []
+    for generic in (False, True):
+        first = arrays[0].detach().clone().requires_grad_(True)
+        if generic:
+            with kernels.generic():
+                out = fn(first, *arrays[1:], **kw)
+        else:
+            out = fn(first, *arrays[1:], **kw)
+        (grad,) = torch.autograd.grad(out.sum(), first)
+        results += [out.detach(), grad]
+    return results[0], results[1], results[2], results[3]
+
+
+OPTIONS = {
+    "plain_mean": {"reduction": "mean"},
+    "sum_smoothing": {"reduction": "sum", "label_smoothing": 0.3},
+    "class_weights": {"reduction": "mean", "class_weights": "cw"},
+    "class_weights_smoothing": {"class_weights": "cw", "label_smoothing": 0.1},
+    "ignore_index": {"reduction": "mean", "ignore_index": 2},
+    "ignore_weighted": {"reduction": "mean", "ignore_index": 0, "class_weights": "cw"},
+    "weights": {"reduction": "sum", "weights": "w"},
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_options_match_the_generic_code(name: str, triton_on_cpu: list[str]) -> None:
+    rng = np.random.default_rng(6)
+    x = torch.tensor(rng.normal(0, 2, (5, 3, 11)), dtype=torch.float32)
+    t = torch.tensor(rng.integers(0, 11, (5, 3)))
+    kw: dict[str, Any] = dict(OPTIONS[name])
+    if kw.get("class_weights") == "cw":
+        kw["class_weights"] = torch.tensor(rng.uniform(0.2, 2, 11), dtype=torch.float32)
+    if kw.get("weights") == "w":
+        kw["weights"] = torch.tensor(rng.uniform(0, 1, (5, 3)), dtype=torch.float32)
+    got, got_grad, want, want_grad = _both(anyloss.cross_entropy, x, t, **kw)
+    if "class_weights" not in kw or not kw.get("label_smoothing"):
+        assert triton_on_cpu, "the Triton entry did not run"
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_logits_are_read_as_they_are(dtype: str, triton_on_cpu: list[str]) -> None:
+    """bf16/fp16 logits: accumulated in float32, the gradient in their dtype."""
+    rng = np.random.default_rng(7)
+    x = torch.tensor(rng.normal(0, 2, (6, 50)), dtype=getattr(torch, dtype))
+    t = torch.tensor(rng.integers(0, 50, 6))
+    xt = x.clone().requires_grad_(True)
+    out = anyloss.cross_entropy(xt, t)
+    (grad,) = torch.autograd.grad(out.sum(), xt)
+    assert triton_on_cpu and grad.dtype == x.dtype
+    x64 = x.double().requires_grad_(True)
+    with kernels.generic():
+        ref = anyloss.cross_entropy(x64, t)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), x64)
+    assert out.dtype == x.dtype
+    bits = {"bfloat16": 8, "float16": 11}[dtype]  # the result rounded once to the dtype
+    torch.testing.assert_close(out.double(), ref, rtol=2.0**-bits, atol=0)
+    torch.testing.assert_close(grad.double(), ref_grad, rtol=1e-2, atol=1e-3)  # its rounding
+
+
+def test_strided_logits(triton_on_cpu: list[str]) -> None:
+    rng = np.random.default_rng(8)
+    big = torch.tensor(rng.normal(size=(20, 9)), dtype=torch.float32)
+    x = big.T[:, ::2]  # (9, 10), no axis contiguous
+    t = torch.tensor(rng.integers(0, 10, 9))
+    got, got_grad, want, want_grad = _both(anyloss.cross_entropy, x, t, reduction="none")
+    assert triton_on_cpu
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-5, atol=1e-7)
+
+
+INF = float("inf")
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("row", "target", "smoothing"),
+    [
+        ([0.0, -INF, 1.0], 0, 0.0),  # a -inf logit elsewhere: finite
+        ([0.0, -INF, 1.0], 1, 0.0),  # the target's logit is -inf: inf
+        ([0.0, -INF, 1.0], 0, 0.1),  # smoothed toward a -inf logit: inf
+        ([0.0, NAN, 1.0], 0, 0.0),  # NaN
+        ([0.0, INF, 1.0], 0, 0.0),  # NaN (inf - inf)
+        ([-INF, -INF, -INF], 0, 0.0),  # NaN
+        ([3e38, -3e38, 0.0], 0, 0.0),  # finite, near the largest float
+        ([5.0, 5.0, 5.0], 2, 0.2),  # ties: log 3
+    ],
+)
+def test_special_values_as_the_generic_code(
+    row: list[float], target: int, smoothing: float, triton_on_cpu: list[str]
+) -> None:
+    x = torch.tensor([row], dtype=torch.float32)
+    t = torch.tensor([target])
+    with np.errstate(all="ignore"):  # (the interpreter computes with NumPy)
+        got = anyloss.cross_entropy(x, t, label_smoothing=smoothing)
+    assert triton_on_cpu
+    with kernels.generic():
+        want = anyloss.cross_entropy(x.double(), t, label_smoothing=smoothing)
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=0, equal_nan=True)
+
+
+def test_probability_targets_with_zeros_at_minus_infinity(triton_on_cpu: list[str]) -> None:
+    """0 * log 0 counts 0: a -inf logit where the target is 0 adds nothing."""
+    x = torch.tensor([[0.0, -INF, 1.0]])
+    p = torch.tensor([[0.25, 0.0, 0.75]])
+    got = anyloss.cross_entropy(x, p)
+    assert triton_on_cpu
+    want = -(
+        0.25 * torch.log_softmax(x.double(), -1)[0, 0]
+        + 0.75 * torch.log_softmax(x.double(), -1)[0, 2]
+    )
+    torch.testing.assert_close(got.double(), want.reshape(1), rtol=1e-7, atol=0)
+
+
+# -- torch.compile -------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compiles_as_one_op(triton_on_cpu: list[str]) -> None:
+    dynamo = pytest.importorskip("torch._dynamo")
+    rng = np.random.default_rng(9)
+    x = torch.tensor(rng.normal(size=(4, 13)), dtype=torch.float32)
+    t = torch.tensor(rng.integers(0, 13, 4))
+
+    def step(v: Any) -> Any:
+        return anyloss.cross_entropy(v, t, label_smoothing=0.1, reduction="mean")
+
+    dynamo.reset()
+    compiled = torch.compile(step, fullgraph=True, dynamic=False)
+    first = x.clone().requires_grad_(True)
+    out = compiled(first)
+    (grad,) = torch.autograd.grad(out, first)
+    assert triton_on_cpu
+    with kernels.generic():
+        want_first = x.clone().requires_grad_(True)
+        want = step(want_first)
+    (want_grad,) = torch.autograd.grad(want, want_first)
+    torch.testing.assert_close(out, want, rtol=1e-6, atol=0)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-5, atol=1e-8)
+
+
+# -- compiled for a GPU ------------------------------------------------------------------
+
+_LOWER = """
+import json, re, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from anyloss.kernels import _triton_softmax
+
+pointers = dict(X="*bf16", T="*i64", LOSS="*fp32", MAX="*fp32", LSE="*fp32", G="*fp32", DX="*bf16")
+report = {}
+for kernel in ("ce_forward", "ce_backward"):
+    fn = getattr(_triton_softmax, kernel)
+    for probs in (False, True):
+        signature, constants = {}, {"PROBS": probs, "BLOCK": 4096, "SMOOTH": True}
+        for name in fn.arg_names:
+            if name in constants:
+                signature[name] = "constexpr"
+            elif name in pointers:
+                signature[name] = "*fp32" if (name == "T" and probs) else pointers[name]
+            else:
+                signature[name] = {"V": "i32", "smoothing": "fp32"}.get(name, "i64")
+        constants = {k: v for k, v in constants.items() if k in fn.arg_names}
+        names = ASTSource.__init__.__code__.co_varnames
+        keyword = "constexprs" if "constexprs" in names else "constants"  # (Triton < 3.3)
+        compiled = triton.compile(
+            ASTSource(fn, signature, **{keyword: constants}),
+            target=GPUTarget("cuda", 90, 32),
+            options={"enable_fp_fusion": True},
+        )
+        ptx = compiled.asm["ptx"]
+        report[f"{kernel}-probs={probs}"] = {
+            "cubin": len(compiled.asm["cubin"]),
+            "f64": bool(re.search(r"\\.f64\\b", ptx)),
+        }
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Triton's CUDA compiler ships for Linux")
+def test_every_kernel_lowers_to_sm90_without_float64() -> None:
+    """Compiled for an H100 (sm_90: PTX, then cubin by the ptxas Triton
+    ships), in a process without the interpreter; no float64 instruction."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, "-c", _LOWER], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(report) == 4
+    for name, result in report.items():
+        assert result["cubin"] > 0 and not result["f64"], (name, result)
