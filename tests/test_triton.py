@@ -83,6 +83,21 @@ def test_values_within_4_ulp(
 
 
 @pytest.mark.cpu_only
+def _elementwise_cases() -> list[str]:
+    # (the probabilities of binary_cross_entropy: the generic code)
+    losses = ("binary_cross_entropy", "log_cosh_loss")
+    return [c.id for c in A.CASES if c.loss in losses and c.id != "binary_cross_entropy-probs"]
+
+
+@pytest.mark.parametrize("case_id", _elementwise_cases())
+def test_elementwise_values_within_4_ulp(case_id: str, triton_on_cpu: list[str]) -> None:
+    case = A.CASE_BY_ID[case_id]
+    with np.errstate(over="ignore", invalid="ignore"):  # (the interpreter's NumPy at 1e30)
+        m = A.measure(case, make("torch"))
+    assert triton_on_cpu, "the Triton entry did not run"
+    assert m.ulp <= TRITON_BOUND, f"{case_id}: {m}"
+
+
 def test_the_entry_is_chosen_only_when_switched_on() -> None:
     x, t = torch.zeros(3, 5), torch.tensor([0, 1, 2])
     be = anyloss._backend.resolve("cross_entropy", ("logits", x))
@@ -133,8 +148,75 @@ def test_gradients_within_4_ulp_of_float64(
     want_target = (1 - smoothing) * target + smoothing / v
     want = g[:, None].astype(np.float64) * (sm - want_target)
     scale = g[:, None] * np.maximum(sm, want_target)
-    ulps = np.abs(grad.numpy(force=True).astype(np.float64) - want) / np.spacing(scale.astype(np.float32))
+    ulps = np.abs(grad.numpy(force=True).astype(np.float64) - want) / np.spacing(
+        scale.astype(np.float32)
+    )
     assert ulps.max() <= 4, ulps.max()
+
+
+def _sigmoid64(x: np.ndarray) -> np.ndarray:
+    return np.where(
+        x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))
+    )
+
+
+@pytest.mark.parametrize("loss", ["binary_cross_entropy", "log_cosh_loss"])
+def test_elementwise_gradients_within_4_ulp_of_float64(
+    loss: str, triton_on_cpu: list[str]
+) -> None:
+    """Both arguments' gradients, each element within 4 ulp of float64 (ulps
+    of the larger of the two terms of a difference)."""
+    rng = np.random.default_rng(10)
+    x = rng.normal(0, 3, 300).astype(np.float32)
+    x[:40] = rng.normal(0, 0.3, 40)  # (log-cosh: the Taylor side of tanh)
+    t = rng.uniform(0, 1, 300).astype(np.float32)
+    t[:100] = np.round(t[:100])  # hard targets too
+    g = rng.uniform(0.5, 2, 300).astype(np.float32)
+    xt, tt = torch.tensor(x, requires_grad=True), torch.tensor(t, requires_grad=True)
+    out = getattr(anyloss, loss)(xt, tt, reduction="none")
+    gx, gt = torch.autograd.grad(out, (xt, tt), torch.tensor(g))
+    assert len(triton_on_cpu) == 2
+    x64, t64, g64 = (a.astype(np.float64) for a in (x, t, g))
+    if loss == "binary_cross_entropy":
+        want_x, scale_x = _sigmoid64(x64) - t64, np.maximum(_sigmoid64(x64), t64)
+        want_t = scale_t = -x64
+    else:
+        want_x = scale_x = np.tanh(x64 - t64)
+        want_t = scale_t = -want_x
+    for got, want, scale in ((gx, want_x, scale_x), (gt, want_t, scale_t)):
+        spacing = np.spacing(np.abs(g64 * scale).astype(np.float32)).astype(np.float64)
+        ulps = np.abs(got.numpy(force=True) - g64 * want) / spacing
+        assert ulps.max() <= 4, ulps.max()
+
+
+def test_binary_cross_entropy_weights_and_half_precision(triton_on_cpu: list[str]) -> None:
+    rng = np.random.default_rng(11)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.tensor(rng.normal(0, 3, (6, 9)), dtype=dtype)
+        t = torch.tensor(rng.integers(0, 2, (6, 9)), dtype=dtype)
+        w = torch.tensor(rng.uniform(0, 2, (6, 9)), dtype=dtype)
+        got, got_grad, want, want_grad = _both(
+            anyloss.binary_cross_entropy, x, t, weights=w, reduction="sum"
+        )
+        tol = {"rtol": 1e-6, "atol": 0} if dtype == torch.float32 else {"rtol": 2**-8, "atol": 0}
+        torch.testing.assert_close(got, want, **tol)
+        torch.testing.assert_close(got_grad, want_grad, **tol)
+    assert len(triton_on_cpu) == 4
+
+
+@pytest.mark.parametrize("loss", ["binary_cross_entropy", "log_cosh_loss"])
+def test_elementwise_special_values_as_the_generic_code(
+    loss: str, triton_on_cpu: list[str]
+) -> None:
+    x = torch.tensor([INF, -INF, NAN, 1e30, -1e30, 0.0, 89.0, -89.0, 1e-30])
+    t = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.5, 1.0, 0.0, 0.0])
+    fn = getattr(anyloss, loss)
+    with np.errstate(all="ignore"):  # (the interpreter computes with NumPy)
+        got = fn(x, t, reduction="none")
+    assert triton_on_cpu
+    with kernels.generic():
+        want = fn(x, t, reduction="none")
+    torch.testing.assert_close(got, want, rtol=4e-7, atol=0, equal_nan=True)
 
 
 # -- the options around the kernel, against the generic code ------------------------
@@ -319,6 +401,28 @@ for kernel in ("ce_forward", "ce_backward"):
             "cubin": len(compiled.asm["cubin"]),
             "f64": bool(re.search(r"\\.f64\\b", ptx)),
         }
+from anyloss.kernels import _triton_elementwise as E
+
+names = dict(N="i64", p="fp32")
+for kind in ("bce_logits", "log_cosh"):
+    for kernel, fn_arg in (("forward", "VALUE"), ("backward", "GRAD")):
+        fn = getattr(E, kernel)
+        constants = {fn_arg: getattr(E, f"{kind}_{fn_arg.lower()}"), "BLOCK": 1024,
+                     "WEIGHTED": True, "WANT_A": True, "WANT_B": True}
+        constants = {k: v for k, v in constants.items() if k in fn.arg_names}
+        signature = {
+            n: "constexpr" if n in constants else names.get(n, "*bf16") for n in fn.arg_names
+        }
+        compiled = triton.compile(
+            ASTSource(fn, signature, **{keyword: constants}),
+            target=GPUTarget("cuda", 90, 32),
+            options={"enable_fp_fusion": True},
+        )
+        ptx = compiled.asm["ptx"]
+        report[f"{kind}-{kernel}"] = {
+            "cubin": len(compiled.asm["cubin"]),
+            "f64": bool(re.search(r"\\.f64\\b", ptx)),
+        }
 print(json.dumps(report))
 """
 
@@ -333,6 +437,6 @@ def test_every_kernel_lowers_to_sm90_without_float64() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(report) == 4
+    assert len(report) == 8
     for name, result in report.items():
         assert result["cubin"] > 0 and not result["f64"], (name, result)

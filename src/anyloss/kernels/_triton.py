@@ -89,6 +89,13 @@ def _kernels() -> Any:
     return _triton_softmax
 
 
+@functools.cache
+def _elementwise_kernels() -> Any:
+    from . import _triton_elementwise
+
+    return _triton_elementwise
+
+
 def _launch(rows: int, classes: int) -> tuple[tuple[int], dict[str, int]]:
     import triton
 
@@ -237,6 +244,170 @@ def _ce_forward(be: Any, reduction: str, args: Mapping[str, Any]) -> Any:
     return loss.reshape(x.shape[:-1])
 
 
+# -- elementwise losses --------------------------------------------------------------
+
+_ELEMENT_BLOCK = 1024
+
+# loss -> (kernel functions' prefix in _triton_elementwise, its two operands, the
+# weights' argument or None)
+_ELEMENTWISE: dict[str, tuple[str, tuple[str, str], str | None]] = {
+    "binary_cross_entropy": ("bce_logits", ("inputs", "targets"), "weights"),
+    "log_cosh_loss": ("log_cosh", ("inputs", "targets"), None),
+}
+
+
+def _element_grid(n: int) -> tuple[int]:
+    return ((n + _ELEMENT_BLOCK - 1) // _ELEMENT_BLOCK,)
+
+
+@torch.library.custom_op("anyloss::triton_elementwise", mutates_args=())
+def triton_elementwise(
+    kind: str, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None, p: float
+) -> torch.Tensor:
+    """The loss ``kind`` of contiguous ``a`` and ``b`` (times ``w``), per element."""
+    out = torch.empty_like(a)
+    n = a.numel()
+    if n:
+        k = _elementwise_kernels()
+        _launch(n, 0)  # (counted by the tests)
+        k.forward[_element_grid(n)](
+            a,
+            b,
+            a if w is None else w,
+            out,
+            n,
+            p,
+            VALUE=getattr(k, f"{kind}_value"),
+            WEIGHTED=w is not None,
+            BLOCK=_ELEMENT_BLOCK,
+            enable_fp_fusion=True,
+        )
+    return out
+
+
+@triton_elementwise.register_fake
+def _(
+    kind: str, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None, p: float
+) -> torch.Tensor:
+    return torch.empty_like(a)
+
+
+@torch.library.custom_op("anyloss::triton_elementwise_backward", mutates_args=())
+def triton_elementwise_backward(
+    kind: str,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    w: torch.Tensor | None,
+    grad: torch.Tensor,
+    p: float,
+    want_a: bool,
+    want_b: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grad`` times the derivatives of :func:`triton_elementwise` by ``a``
+    and by ``b`` (empty where not wanted)."""
+    da = torch.empty_like(a) if want_a else a.new_empty((0,))
+    db = torch.empty_like(b) if want_b else b.new_empty((0,))
+    n = a.numel()
+    if n and (want_a or want_b):
+        k = _elementwise_kernels()
+        _launch(n, 0)
+        k.backward[_element_grid(n)](
+            a,
+            b,
+            a if w is None else w,
+            grad.contiguous(),
+            da if want_a else a,
+            db if want_b else b,
+            n,
+            p,
+            GRAD=getattr(k, f"{kind}_grad"),
+            WEIGHTED=w is not None,
+            WANT_A=want_a,
+            WANT_B=want_b,
+            BLOCK=_ELEMENT_BLOCK,
+            enable_fp_fusion=True,
+        )
+    return da, db
+
+
+@triton_elementwise_backward.register_fake
+def _(
+    kind: str,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    w: torch.Tensor | None,
+    grad: torch.Tensor,
+    p: float,
+    want_a: bool,
+    want_b: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    da = torch.empty_like(a) if want_a else a.new_empty((0,))
+    db = torch.empty_like(b) if want_b else b.new_empty((0,))
+    return da, db
+
+
+def _elementwise_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    kind, a, b, w, p = inputs
+    ctx.kind, ctx.p = kind, p
+    ctx.save_for_backward(a, b, w)
+    ctx.set_materialize_grads(False)
+
+
+def _elementwise_backward(ctx: Any, g: torch.Tensor | None) -> tuple[Any, ...]:
+    want_a, want_b = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+    if g is None or not (want_a or want_b):
+        return None, None, None, None, None
+    a, b, w = ctx.saved_tensors
+    da, db = triton_elementwise_backward(ctx.kind, a, b, w, g, ctx.p, want_a, want_b)
+    return None, da if want_a else None, db if want_b else None, None, None
+
+
+triton_elementwise.register_autograd(_elementwise_backward, setup_context=_elementwise_setup)
+
+
+def _elementwise_applies(loss: str) -> Callable[..., bool]:
+    _, (first, second), weights = _ELEMENTWISE[loss]
+
+    def applies(be: Any, reduction: str, args: Mapping[str, Any]) -> bool:
+        a, b = args[first], args[second]
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return False
+        if a.dtype not in _FLOATS or b.dtype != a.dtype or a.shape != b.shape or not a.numel():
+            return False
+        if a.layout != torch.strided or b.layout != torch.strided:
+            return False
+        if not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(
+            a
+        ):
+            return False
+        if not args.get("with_logits", True):
+            return False  # (binary cross entropy of probabilities: the generic code)
+        w = None if weights is None else args.get(weights)
+        if w is None:
+            return True
+        return (
+            isinstance(w, torch.Tensor)
+            and w.shape == a.shape
+            and w.dtype in _FLOATS
+            and not w.requires_grad
+        )
+
+    return applies
+
+
+def _elementwise_forward(loss: str) -> Callable[..., Any]:
+    kind, (first, second), weights = _ELEMENTWISE[loss]
+
+    def forward(be: Any, reduction: str, args: Mapping[str, Any]) -> Any:
+        a, b = args[first].contiguous(), args[second].contiguous()
+        w = None if weights is None else args.get(weights)
+        if w is not None:
+            w = w.contiguous()
+        return triton_elementwise(kind, a, b, w, 0.0)
+
+    return forward
+
+
 def _when_switched_on(applies: Callable[..., bool]) -> Callable[..., bool]:
     def on_cpu_applies(be: Any, reduction: str, args: Mapping[str, Any]) -> bool:
         return _Switch.on_cpu and applies(be, reduction, args)
@@ -245,7 +416,9 @@ def _when_switched_on(applies: Callable[..., bool]) -> Callable[..., bool]:
 
 
 def _register() -> None:
-    for loss, applies, forward in (("cross_entropy", _ce_applies, _ce_forward),):
+    losses = [("cross_entropy", _ce_applies, _ce_forward)]
+    losses += [(n, _elementwise_applies(n), _elementwise_forward(n)) for n in _ELEMENTWISE]
+    for loss, applies, forward in losses:
         _registry.register(_registry.Entry(loss, "torch", "cuda", "triton", applies, forward, 20))
         _registry.register(
             _registry.Entry(

@@ -70,7 +70,7 @@ def _pow2(k):
 @triton.jit
 def exp_pair(z, lo):
     """``exp(z + lo)`` for ``z <= 0`` (``lo`` a correction below an ulp of
-    ``z``), within about an ulp; 0 for ``z = -inf`` or below -104."""
+    ``z``), within about an ulp; 0 for ``z = -inf`` or below -104, NaN for NaN."""
     zc = tl.maximum(z, -104.0)
     k = tl.floor(zc * LOG2E + 0.5)
     r = tl.math.fma(-k, LN2_HI, zc)
@@ -86,7 +86,8 @@ def exp_pair(z, lo):
     p = tl.math.fma(p, r * r, r)  # r + r^2 (1/2 + r/6 + ...)
     a, b = _pow2(k)
     e = ((p + 1.0) * a) * b
-    return tl.where(z < -104.0, 0.0, e)
+    # (a NaN stays NaN: max on a GPU, and in the interpreter, drops it)
+    return tl.where(z < -104.0, 0.0, tl.where(z == z, e, z))
 
 
 @triton.jit
