@@ -73,3 +73,40 @@ def test_peers_and_backward(bench, tmp_path: Path) -> None:  # type: ignore[no-u
         assert f"anyloss[{lib}]" in ce["forward_backward"]
     assert "memory" in ce
     assert png.stat().st_size > 0
+
+
+def test_gpu_benchmark_smoke(tmp_path: Path) -> None:
+    """``benchmarks/gpu.py --smoke``: CPU tensors through Triton's interpreter
+    at tiny sizes, in a process of its own (it sets the Triton switch before
+    importing anyloss); the table and the JSON come out."""
+    pytest.importorskip("triton")
+    pytest.importorskip("torch")
+    import subprocess
+
+    md, js = tmp_path / "gpu.md", tmp_path / "gpu.json"
+    cases = ["cross_entropy f32", "log_cosh 64M", "cosine_similarity 65536x1024"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "gpu.py"),
+            "--smoke",
+            "--repeat",
+            "1",
+            "--cases",
+            *cases,
+            "--md",
+            str(md),
+            "--json",
+            str(js),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(js.read_text())
+    assert set(data["cases"]) == set(cases)
+    for row in data["cases"].values():
+        assert {"anyloss", "torch"} <= set(row["impls"])
+        assert all(r["fwd"] > 0 and r["fwd+bwd"] > 0 for r in row["impls"].values())
+    assert "| log_cosh 64M | anyloss |" in md.read_text()

@@ -339,6 +339,17 @@ def test_probability_targets_with_zeros_at_minus_infinity(triton_on_cpu: list[st
     torch.testing.assert_close(got.double(), want.reshape(1), rtol=1e-7, atol=0)
 
 
+def test_a_second_derivative_raises(triton_on_cpu: list[str]) -> None:
+    x = torch.randn(3, 4, requires_grad=True)
+    out = anyloss.cross_entropy(x, torch.tensor([0, 1, 3]), reduction="sum")
+    with pytest.raises(RuntimeError, match="second derivative"):
+        torch.autograd.grad(out, x, create_graph=True)
+    out = anyloss.log_cosh_loss(x, torch.zeros(3, 4), reduction="sum")
+    with pytest.raises(RuntimeError, match="second derivative"):
+        torch.autograd.grad(out, x, create_graph=True)
+    assert triton_on_cpu
+
+
 # -- torch.compile -------------------------------------------------------------------
 
 

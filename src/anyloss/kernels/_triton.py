@@ -201,7 +201,17 @@ def _ce_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> Non
     ctx.set_materialize_grads(False)
 
 
+def _no_second_derivative() -> None:
+    if torch.is_grad_enabled():  # create_graph=True
+        raise RuntimeError(
+            "anyloss: a second derivative (create_graph=True) through a Triton kernel is "
+            "not supported; compute this loss with its generic code: "
+            "`with anyloss.kernels.generic(): loss = ...`"
+        )
+
+
 def _ce_backward(ctx: Any, g: torch.Tensor | None, *_: Any) -> tuple[Any, ...]:
+    _no_second_derivative()
     if g is None:
         return None, None, None, None
     logits, targets, row_max, log_sum = ctx.saved_tensors
@@ -354,6 +364,7 @@ def _elementwise_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
 
 
 def _elementwise_backward(ctx: Any, g: torch.Tensor | None) -> tuple[Any, ...]:
+    _no_second_derivative()
     want_a, want_b = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
     if g is None or not (want_a or want_b):
         return None, None, None, None, None
