@@ -503,3 +503,17 @@ def test_triplet_infinite_inputs_match_mlx(xp: Any, p: int) -> None:
         wide = TRIPLET_BY_HAND.copy()
         wide[-1] = 2.0 * _MAX  # (+ margin - sqrt(eps): below float64's resolution there)
         np.testing.assert_allclose(got, wide, rtol=1e-15)
+
+
+@pytest.mark.parametrize("rows", [1, 40000])  # (40000 rows: the numba kernel on NumPy/torch)
+@pytest.mark.parametrize("eps", [0.0, 1e-8])
+def test_cosine_similarity_of_a_nan_entry_is_nan(xp: Any, eps: float, rows: int) -> None:
+    """As MLX: a NaN entry makes its row NaN, also with eps = 0 (the norms'
+    comparison with eps is False for NaN, which once chose a 0)."""
+    if rows > 1 and xp.name not in ("numpy", "torch"):
+        pytest.skip("the kernel rows: NumPy and PyTorch")
+    a = np.tile(np.array([[1.0, np.nan, 2.0], [1.0, 2.0, 2.0]], np.float32), (rows, 1))
+    b = np.ones_like(a)
+    out = xp.to_numpy(anyloss.cosine_similarity_loss(xp.asarray(a), xp.asarray(b), eps=eps))
+    assert np.isnan(out[0]) and np.isnan(out[::2]).all()
+    np.testing.assert_allclose(out[1], 5 / (3 * np.sqrt(3)), rtol=1e-6)

@@ -178,7 +178,8 @@ def _cosine(be: Backend, a: Any, b: Any, ax: int, eps: float) -> Any:
     by_norms = xp.where(
         some, dot / xp.where(large & some, norms, one), be.scalar(float("nan"), be.wide)
     )
-    by_eps = dot * xp.where(large, zero, (s1 / eps) * s2) if eps > 0 else zero
+    # (eps = 0: not large only where the norms are NaN; dot * 0 keeps that NaN)
+    by_eps = dot * xp.where(large, zero, (s1 / eps) * s2) if eps > 0 else dot * zero
     return xp.where(large, by_norms, by_eps)
 
 

@@ -1061,8 +1061,8 @@ def _cosine_row(a, b, r, n, eps):
         loss = dot / norms
     elif eps > 0.0:
         loss = dot * ((sa / eps) * sb)
-    else:
-        loss = 0.0
+    else:  # eps = 0: not large only where the norms are NaN (a NaN entry)
+        loss = dot * 0.0
     return loss, large, sa, sb, ia, ib, dot, na, nb
 
 
@@ -1240,8 +1240,8 @@ def _cosine_dd_row(a, b, r, n, eps):
         loss = dot1 / norms
     elif eps > 0.0:
         loss = dot1 * ((sa / eps) * sb)
-    else:
-        loss = 0.0
+    else:  # eps = 0: not large only where the norms are NaN (a NaN entry)
+        loss = dot1 * 0.0
     return loss, large, sa, sb, dot, dot_lo, na, na_lo, nb, nb_lo
 
 
