@@ -85,12 +85,14 @@ def test_values_within_4_ulp(
 @pytest.mark.cpu_only
 def _elementwise_cases() -> list[str]:
     # (the probabilities of binary_cross_entropy: the generic code)
-    losses = ("binary_cross_entropy", "log_cosh_loss")
-    return [c.id for c in A.CASES if c.loss in losses and c.id != "binary_cross_entropy-probs"]
+    losses = ("binary_cross_entropy", "log_cosh_loss", "cosine_similarity_loss")
+    # (cosine mean_1e5: 12500 rows, as many interpreted programs: minutes)
+    left_out = {"binary_cross_entropy-probs", "cosine_similarity_loss-mean_1e5"}
+    return [c.id for c in A.CASES if c.loss in losses and c.id not in left_out]
 
 
 @pytest.mark.parametrize("case_id", _elementwise_cases())
-def test_elementwise_values_within_4_ulp(case_id: str, triton_on_cpu: list[str]) -> None:
+def test_elementwise_and_row_values_within_4_ulp(case_id: str, triton_on_cpu: list[str]) -> None:
     case = A.CASE_BY_ID[case_id]
     with np.errstate(over="ignore", invalid="ignore"):  # (the interpreter's NumPy at 1e30)
         m = A.measure(case, make("torch"))
@@ -187,6 +189,57 @@ def test_elementwise_gradients_within_4_ulp_of_float64(
         spacing = np.spacing(np.abs(g64 * scale).astype(np.float32)).astype(np.float64)
         ulps = np.abs(got.numpy(force=True) - g64 * want) / spacing
         assert ulps.max() <= 4, ulps.max()
+
+
+def test_cosine_similarity_gradients_within_4_ulp_of_float64(triton_on_cpu: list[str]) -> None:
+    """d cos / d x1 = x2 / (|x1||x2|) - cos x1 / |x1|^2 (ulps of the larger
+    term), and the same for x2; also at 1e20 and 1e-20 (the scaling)."""
+    rng = np.random.default_rng(12)
+    for scale in (1.0, 1e20, 1e-20):
+        a = (rng.normal(size=(9, 33)) * scale).astype(np.float32)
+        b = (rng.normal(size=(9, 33)) * scale).astype(np.float32)
+        at, bt = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+        out = anyloss.cosine_similarity_loss(at, bt, eps=0.0)  # (1e-20: not eps-bounded)
+        ga, gb = torch.autograd.grad(out.sum(), (at, bt))
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        na, nb = (
+            np.linalg.norm(a64, axis=1, keepdims=True),
+            np.linalg.norm(b64, axis=1, keepdims=True),
+        )
+        cos = (a64 * b64).sum(1, keepdims=True) / (na * nb)
+        for got, x, y, nx in ((ga, a64, b64, na), (gb, b64, a64, nb)):
+            first, second = y / (na * nb), cos * x / nx**2
+            spacing = np.spacing(np.maximum(np.abs(first), np.abs(second)).astype(np.float32))
+            ulps = np.abs(got.numpy(force=True) - (first - second)) / spacing
+            assert ulps.max() <= 4, (scale, ulps.max())
+    assert len(triton_on_cpu) == 6
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-8, 1e3])
+def test_cosine_similarity_special_rows_as_the_generic_code(
+    eps: float, triton_on_cpu: list[str]
+) -> None:
+    """A zero row (NaN for eps = 0), a NaN and an inf entry, a row whose norms'
+    product is below eps (bounded by eps), subnormal and huge rows."""
+    a = torch.tensor(
+        [[0.0, 0.0, 0.0], [1.0, NAN, 2.0], [1.0, INF, 2.0], [0.1, 0.2, 0.3], [1e-40, 2e-40, 0.0],
+         [3e38, -3e38, 1e38], [1.0, 2.0, 3.0]]
+    )  # fmt: skip
+    b = torch.tensor(
+        [[1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [0.3, -0.1, 0.2],
+         [1e-40, 1e-40, 1e-40], [3e38, 3e38, -3e38], [-1.0, 0.5, 2.0]]
+    )  # fmt: skip
+    a.requires_grad_(True)
+    with np.errstate(all="ignore"):
+        got = anyloss.cosine_similarity_loss(a, b, eps=eps)
+        (got_grad,) = torch.autograd.grad(got.sum(), a)
+    assert triton_on_cpu
+    with kernels.generic():
+        want = anyloss.cosine_similarity_loss(a, b, eps=eps)
+        (want_grad,) = torch.autograd.grad(want.sum(), a)
+    torch.testing.assert_close(got, want, rtol=4e-7, atol=0, equal_nan=True)
+    finite = torch.isfinite(want_grad).all(1)  # (NaN/inf rows: the generic gradient is NaN)
+    torch.testing.assert_close(got_grad[finite], want_grad[finite], rtol=1e-5, atol=1e-30)
 
 
 def test_binary_cross_entropy_weights_and_half_precision(triton_on_cpu: list[str]) -> None:
@@ -434,6 +487,24 @@ for kind in ("bce_logits", "log_cosh"):
             "cubin": len(compiled.asm["cubin"]),
             "f64": bool(re.search(r"\\.f64\\b", ptx)),
         }
+from anyloss.kernels import _triton_rows as R
+
+for kernel in ("cosine_forward", "cosine_backward"):
+    fn = getattr(R, kernel)
+    constants = {"BLOCK": 1024, "WANT_A": True, "WANT_B": True}
+    constants = {k: v for k, v in constants.items() if k in fn.arg_names}
+    kinds = dict(a_stride="i64", b_stride="i64", D="i32", eps="fp32", OUT="*fp32", SAVED="*fp32",
+                 G="*fp32")
+    signature = {n: "constexpr" if n in constants else kinds.get(n, "*bf16") for n in fn.arg_names}
+    compiled = triton.compile(
+        ASTSource(fn, signature, **{keyword: constants}),
+        target=GPUTarget("cuda", 90, 32),
+        options={"enable_fp_fusion": True},
+    )
+    report[kernel] = {
+        "cubin": len(compiled.asm["cubin"]),
+        "f64": bool(re.search(r"\\.f64\\b", compiled.asm["ptx"])),
+    }
 print(json.dumps(report))
 """
 
@@ -448,6 +519,6 @@ def test_every_kernel_lowers_to_sm90_without_float64() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(report) == 8
+    assert len(report) == 10
     for name, result in report.items():
         assert result["cubin"] > 0 and not result["f64"], (name, result)

@@ -90,6 +90,13 @@ def _kernels() -> Any:
 
 
 @functools.cache
+def _row_kernels() -> Any:
+    from . import _triton_rows
+
+    return _triton_rows
+
+
+@functools.cache
 def _elementwise_kernels() -> Any:
     from . import _triton_elementwise
 
@@ -419,6 +426,124 @@ def _elementwise_forward(loss: str) -> Callable[..., Any]:
     return forward
 
 
+# -- row losses ----------------------------------------------------------------------
+
+_ROW_STATS = 6  # (_triton_rows.STATS)
+
+
+def _row_block(d: int) -> int:
+    import triton
+
+    return int(min(triton.next_power_of_2(max(d, 1)), 1024))
+
+
+@torch.library.custom_op("anyloss::triton_cosine_similarity", mutates_args=())
+def triton_cosine_similarity(
+    a: torch.Tensor, b: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cosine similarity of the rows of 2-D ``a`` and ``b`` (last axis
+    contiguous), float32, and what the backward pass needs per row."""
+    rows, d = a.shape
+    out = a.new_empty((rows,), dtype=torch.float32)
+    saved = a.new_empty((rows, _ROW_STATS), dtype=torch.float32)
+    if rows:
+        _launch(rows, d)
+        _row_kernels().cosine_forward[(rows,)](
+            a, b, a.stride(0), b.stride(0), out, saved, d, eps,
+            BLOCK=_row_block(d), enable_fp_fusion=True,
+        )  # fmt: skip
+    return out, saved
+
+
+@triton_cosine_similarity.register_fake
+def _(a: torch.Tensor, b: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = a.shape[0]
+    return (
+        a.new_empty((rows,), dtype=torch.float32),
+        a.new_empty((rows, _ROW_STATS), dtype=torch.float32),
+    )
+
+
+@torch.library.custom_op("anyloss::triton_cosine_similarity_backward", mutates_args=())
+def triton_cosine_similarity_backward(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    saved: torch.Tensor,
+    grad: torch.Tensor,
+    eps: float,
+    want_a: bool,
+    want_b: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, d = a.shape
+    da = a.new_empty((rows, d)) if want_a else a.new_empty((0,))
+    db = b.new_empty((rows, d)) if want_b else b.new_empty((0,))
+    if rows and (want_a or want_b):
+        _launch(rows, d)
+        _row_kernels().cosine_backward[(rows,)](
+            a, b, a.stride(0), b.stride(0), saved, grad.contiguous(),
+            da if want_a else a, db if want_b else b, d, eps,
+            WANT_A=want_a, WANT_B=want_b, BLOCK=_row_block(d), enable_fp_fusion=True,
+        )  # fmt: skip
+    return da, db
+
+
+@triton_cosine_similarity_backward.register_fake
+def _(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    saved: torch.Tensor,
+    grad: torch.Tensor,
+    eps: float,
+    want_a: bool,
+    want_b: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, d = a.shape
+    da = a.new_empty((rows, d)) if want_a else a.new_empty((0,))
+    db = b.new_empty((rows, d)) if want_b else b.new_empty((0,))
+    return da, db
+
+
+def _cosine_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+    a, b, eps = inputs
+    ctx.eps = eps
+    ctx.save_for_backward(a, b, output[1])
+    ctx.set_materialize_grads(False)
+
+
+def _cosine_backward(ctx: Any, g: torch.Tensor | None, *_: Any) -> tuple[Any, ...]:
+    _no_second_derivative()
+    want_a, want_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    if g is None or not (want_a or want_b):
+        return None, None, None
+    a, b, saved = ctx.saved_tensors
+    da, db = triton_cosine_similarity_backward(a, b, saved, g, ctx.eps, want_a, want_b)
+    return da if want_a else None, db if want_b else None, None
+
+
+triton_cosine_similarity.register_autograd(_cosine_backward, setup_context=_cosine_setup)
+
+
+def _cosine_applies(be: Any, reduction: str, args: Mapping[str, Any]) -> bool:
+    a, b = args["x1"], args["x2"]
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return False
+    if a.dtype not in _FLOATS or b.dtype != a.dtype or a.shape != b.shape or a.ndim < 1:
+        return False
+    if not a.numel() or a.layout != torch.strided or b.layout != torch.strided:
+        return False
+    if args.get("axis", 1) not in (-1, a.ndim - 1):
+        return False
+    return torch.compiler.is_compiling() or not torch._C._functorch.is_functorch_wrapped_tensor(a)
+
+
+def _cosine_forward(be: Any, reduction: str, args: Mapping[str, Any]) -> Any:
+    a, b = args["x1"], args["x2"]
+    d = a.shape[-1]
+    a2, b2 = a.reshape(-1, d).contiguous(), b.reshape(-1, d).contiguous()
+    out = triton_cosine_similarity(a2, b2, float(args.get("eps", 1e-8)))[0]
+    return out.reshape(a.shape[:-1])
+
+
 def _when_switched_on(applies: Callable[..., bool]) -> Callable[..., bool]:
     def on_cpu_applies(be: Any, reduction: str, args: Mapping[str, Any]) -> bool:
         return _Switch.on_cpu and applies(be, reduction, args)
@@ -427,7 +552,10 @@ def _when_switched_on(applies: Callable[..., bool]) -> Callable[..., bool]:
 
 
 def _register() -> None:
-    losses = [("cross_entropy", _ce_applies, _ce_forward)]
+    losses = [
+        ("cross_entropy", _ce_applies, _ce_forward),
+        ("cosine_similarity_loss", _cosine_applies, _cosine_forward),
+    ]
     losses += [(n, _elementwise_applies(n), _elementwise_forward(n)) for n in _ELEMENTWISE]
     for loss, applies, forward in losses:
         _registry.register(_registry.Entry(loss, "torch", "cuda", "triton", applies, forward, 20))
