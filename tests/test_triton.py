@@ -107,6 +107,39 @@ def test_the_entry_is_chosen_only_when_switched_on() -> None:
     assert [e.name for e in cuda] == ["triton"]
 
 
+_SWITCH = """
+import torch, anyloss
+from anyloss.kernels import _registry, _triton
+x, t = torch.randn(3, 5), torch.tensor([0, 1, 4])
+be = anyloss._backend.resolve("cross_entropy", ("logits", x))
+args = {"logits": x, "targets": t, "axis": -1, "label_smoothing": 0.0}
+print(_registry.lookup(be, "cross_entropy", "none", args).name)
+print(float(anyloss.cross_entropy(x, t, reduction="sum")))
+"""
+
+
+@pytest.mark.cpu_only
+def test_the_environment_switch_in_a_fresh_process() -> None:
+    """``ANYLOSS_TRITON_ON_CPU=1``: CPU tensors take the Triton entry (and
+    Triton its interpreter); without it, and with the kernels already
+    compiled for a GPU, ``on_cpu()`` says what to do."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = subprocess.run(
+        [sys.executable, "-c", _SWITCH],
+        env={**env, "ANYLOSS_TRITON_ON_CPU": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[0] == "triton"
+    late = "from anyloss.kernels import _triton_math, _triton\nwith _triton.on_cpu(): pass"
+    run = subprocess.run(
+        [sys.executable, "-c", late], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode != 0 and "ANYLOSS_TRITON_ON_CPU=1" in run.stderr
+
+
 # -- gradients against float64 ----------------------------------------------------
 
 

@@ -58,8 +58,8 @@ def on_cpu(on: bool = True) -> Iterator[None]:
     inside the ``with`` block, or not (``on=False``)."""
     if on:
         _interpret()
-        compiled = sys.modules.get(f"{__package__}._triton_softmax")
-        if compiled is not None and "Interpreted" not in type(compiled.ce_forward).__name__:
+        compiled = sys.modules.get(f"{__package__}._triton_math")  # (every kernel's base)
+        if compiled is not None and "Interpreted" not in type(compiled.two_sum).__name__:
             raise RuntimeError(
                 "anyloss: the Triton kernels were compiled for the GPU (TRITON_INTERPRET was "
                 "not set when they were first imported); to run them on CPU tensors set "
