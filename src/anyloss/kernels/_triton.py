@@ -103,6 +103,16 @@ def _elementwise_kernels() -> Any:
     return _triton_elementwise
 
 
+def _gradients(
+    a: torch.Tensor, b: torch.Tensor, want_a: bool, want_b: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Contiguous gradient buffers like ``a`` and ``b``, empty where not wanted
+    (a custom op's outputs are tensors)."""
+    da = torch.empty_like(a, memory_format=torch.contiguous_format) if want_a else a.new_empty(0)
+    db = torch.empty_like(b, memory_format=torch.contiguous_format) if want_b else b.new_empty(0)
+    return da, db
+
+
 def _launched(kernel: str) -> None:
     """Called before every launch (the tests count the kernels that ran)."""
 
@@ -328,8 +338,7 @@ def triton_elementwise_backward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``grad`` times the derivatives of :func:`triton_elementwise` by ``a``
     and by ``b`` (empty where not wanted)."""
-    da = torch.empty_like(a) if want_a else a.new_empty((0,))
-    db = torch.empty_like(b) if want_b else b.new_empty((0,))
+    da, db = _gradients(a, b, want_a, want_b)
     n = a.numel()
     if n and (want_a or want_b):
         k = _elementwise_kernels()
@@ -364,9 +373,7 @@ def _(
     want_a: bool,
     want_b: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    da = torch.empty_like(a) if want_a else a.new_empty((0,))
-    db = torch.empty_like(b) if want_b else b.new_empty((0,))
-    return da, db
+    return _gradients(a, b, want_a, want_b)
 
 
 def _elementwise_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -481,8 +488,7 @@ def triton_cosine_similarity_backward(
     want_b: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     rows, d = a.shape
-    da = a.new_empty((rows, d)) if want_a else a.new_empty((0,))
-    db = b.new_empty((rows, d)) if want_b else b.new_empty((0,))
+    da, db = _gradients(a, b, want_a, want_b)
     if rows and (want_a or want_b):
         _launched("cosine_similarity")
         _row_kernels().cosine_backward[(rows,)](
@@ -503,10 +509,7 @@ def _(
     want_a: bool,
     want_b: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    rows, d = a.shape
-    da = a.new_empty((rows, d)) if want_a else a.new_empty((0,))
-    db = b.new_empty((rows, d)) if want_b else b.new_empty((0,))
-    return da, db
+    return _gradients(a, b, want_a, want_b)
 
 
 def _cosine_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
