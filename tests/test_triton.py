@@ -79,7 +79,12 @@ def test_values_within_4_ulp(
 @pytest.mark.cpu_only
 def _elementwise_cases() -> list[str]:
     # (the probabilities of binary_cross_entropy: the generic code)
-    losses = ("binary_cross_entropy", "log_cosh_loss", "cosine_similarity_loss")
+    losses = (
+        "binary_cross_entropy",
+        "log_cosh_loss",
+        "gaussian_nll_loss",
+        "cosine_similarity_loss",
+    )
     # (cosine mean_1e5: 12500 rows, as many interpreted programs: minutes)
     left_out = {"binary_cross_entropy-probs", "cosine_similarity_loss-mean_1e5"}
     return [c.id for c in A.CASES if c.loss in losses and c.id not in left_out]
@@ -267,6 +272,43 @@ def test_cosine_similarity_special_rows_as_the_generic_code(
     torch.testing.assert_close(got, want, rtol=4e-7, atol=0, equal_nan=True)
     finite = torch.isfinite(want_grad).all(1)  # (NaN/inf rows: the generic gradient is NaN)
     torch.testing.assert_close(got_grad[finite], want_grad[finite], rtol=1e-5, atol=1e-30)
+
+
+def test_gaussian_nll_gradients_within_4_ulp_of_float64(triton_on_cpu: list[str]) -> None:
+    """d/dmu = -(y - mu) / v, d/dy its negative, d/dvar = (v - (y - mu)^2) / (2 v^2)
+    (ulps of the larger of v and (y - mu)^2 over 2 v^2), below eps 0."""
+    rng = np.random.default_rng(13)
+    mu, y = (rng.normal(0, 2, 300).astype(np.float32) for _ in range(2))
+    var = rng.uniform(0.05, 4, 300).astype(np.float32)
+    var[:20] = 1e-8  # clamped to eps
+    ts = [torch.tensor(a, requires_grad=True) for a in (mu, y, var)]
+    out = anyloss.gaussian_nll_loss(*ts, full=True, reduction="sum")
+    grads = torch.autograd.grad(out, ts)
+    assert len(triton_on_cpu) == 2
+    m64, y64, v64 = (a.astype(np.float64) for a in (mu, y, var))
+    v = np.maximum(v64, 1e-6)
+    d = y64 - m64
+    wants = [(-d / v, np.abs(d / v)), (d / v, np.abs(d / v))]
+    dv = np.where(v64 >= 1e-6, (v - d * d) / (2 * v * v), 0.0)
+    wants.append((dv, np.maximum(v, d * d) / (2 * v * v)))
+    for got, (want, scale) in zip(grads, wants, strict=True):
+        ulps = np.abs(got.numpy(force=True) - want) / np.spacing(scale.astype(np.float32))
+        assert ulps.max() <= 4, ulps.max()
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-6])
+def test_gaussian_nll_special_values_as_the_generic_code(
+    eps: float, triton_on_cpu: list[str]
+) -> None:
+    mu = torch.tensor([0.0, 1.0, NAN, INF, 0.0, 0.0, 1e30, 0.0])
+    y = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1e30, 1e-30])
+    var = torch.tensor([0.0, 0.0, 1.0, 1.0, NAN, INF, 1.0, 1e-40])
+    with np.errstate(all="ignore"):
+        got = anyloss.gaussian_nll_loss(mu, y, var, eps=eps, reduction="none")
+    assert triton_on_cpu
+    with kernels.generic():
+        want = anyloss.gaussian_nll_loss(mu, y, var, eps=eps, reduction="none")
+    torch.testing.assert_close(got, want, rtol=4e-7, atol=0, equal_nan=True)
 
 
 def test_binary_cross_entropy_weights_and_half_precision(triton_on_cpu: list[str]) -> None:
@@ -467,7 +509,7 @@ from triton.compiler import ASTSource
 from anyloss.kernels import _triton_elementwise as E, _triton_rows as R, _triton_softmax as S
 
 # the arguments' types by name; the data pointers are bf16, the per-row floats fp32
-SCALARS = dict(V="i32", D="i32", N="i64", smoothing="fp32", eps="fp32", p="fp32")
+SCALARS = dict(V="i32", D="i32", N="i64", smoothing="fp32", eps="fp32", p="fp32", q="fp32")
 FLOAT32 = {"LOSS", "MAX", "LSE", "G", "OUT", "SAVED"}
 names = ASTSource.__init__.__code__.co_varnames
 keyword = "constexprs" if "constexprs" in names else "constants"  # (Triton < 3.3)
@@ -495,12 +537,13 @@ def lower(name, fn, constants, **types):
     report[name] = {"cubin": len(compiled.asm["cubin"]), "f64": bool(re.search(r"\\.f64\\b", ptx))}
 
 
-flags = {"BLOCK": 1024, "SMOOTH": True, "WEIGHTED": True, "WANT_A": True, "WANT_B": True}
+flags = {"BLOCK": 1024, "SMOOTH": True, "WEIGHTED": True, "THREE": True}
+flags.update(WANT_A=True, WANT_B=True, WANT_C=True)
 for kernel in ("ce_forward", "ce_backward"):
     for probs in (False, True):
         lower(f"{kernel}-probs={probs}", getattr(S, kernel), {**flags, "PROBS": probs},
               T="*fp32" if probs else "*i64")
-for kind in ("bce_logits", "log_cosh"):
+for kind in ("bce_logits", "log_cosh", "gaussian_nll"):
     lower(f"forward-{kind}", E.forward, {**flags, "VALUE": getattr(E, f"{kind}_value")})
     lower(f"backward-{kind}", E.backward, {**flags, "GRAD": getattr(E, f"{kind}_grad")})
 for kernel in ("cosine_forward", "cosine_backward"):
@@ -529,6 +572,6 @@ def test_every_kernel_lowers_to_sm90_without_float64() -> None:
         if "BLOCK" in getattr(fn, "arg_names", ()) and not name.startswith("_")
     }
     assert {name.partition("-")[0] for name in report} == kernels_found
-    assert len(report) == 10
+    assert len(report) == 12
     for name, result in report.items():
         assert result["cubin"] > 0 and not result["f64"], (name, result)

@@ -280,12 +280,28 @@ def _ce_forward(be: Any, reduction: str, args: Mapping[str, Any]) -> Any:
 # -- elementwise losses --------------------------------------------------------------
 
 _ELEMENT_BLOCK = 1024
+_HALF_LOG_2PI = 0.9189385175704956  # (float32; the kernel adds the low part)
 
-# loss -> (kernel functions' prefix in _triton_elementwise, its two operands, the
-# weights' argument or None)
-_ELEMENTWISE: dict[str, tuple[str, tuple[str, str], str | None]] = {
-    "binary_cross_entropy": ("bce_logits", ("inputs", "targets"), "weights"),
-    "log_cosh_loss": ("log_cosh", ("inputs", "targets"), None),
+
+def _no_params(args: Mapping[str, Any]) -> tuple[float, float]:
+    return 0.0, 0.0
+
+
+def _gaussian_params(args: Mapping[str, Any]) -> tuple[float, float]:
+    return float(args.get("eps", 1e-6)), _HALF_LOG_2PI if args.get("full", False) else 0.0
+
+
+# loss -> (kernel functions' prefix in _triton_elementwise, its operands (two or
+# three), the weights' argument or None, the parameters (p, q) from the arguments)
+_ELEMENTWISE: dict[str, tuple[str, tuple[str, ...], str | None, Callable[..., Any]]] = {
+    "binary_cross_entropy": ("bce_logits", ("inputs", "targets"), "weights", _no_params),
+    "log_cosh_loss": ("log_cosh", ("inputs", "targets"), None, _no_params),
+    "gaussian_nll_loss": (
+        "gaussian_nll",
+        ("inputs", "targets", "vars"),
+        None,
+        _gaussian_params,
+    ),
 }
 
 
@@ -295,32 +311,38 @@ def _element_grid(n: int) -> tuple[int]:
 
 @torch.library.custom_op("anyloss::triton_elementwise", mutates_args=())
 def triton_elementwise(
-    kind: str, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None, p: float
+    kind: str,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor | None,
+    w: torch.Tensor | None,
+    p: float,
+    q: float,
 ) -> torch.Tensor:
-    """The loss ``kind`` of contiguous ``a`` and ``b`` (times ``w``), per element."""
+    """The loss ``kind`` of contiguous ``a``, ``b`` (and ``c``), times ``w``,
+    per element."""
     out = torch.empty_like(a)
     n = a.numel()
     if n:
         k = _elementwise_kernels()
         _launched(kind)
         k.forward[_element_grid(n)](
-            a,
-            b,
-            a if w is None else w,
-            out,
-            n,
-            p,
-            VALUE=getattr(k, f"{kind}_value"),
-            WEIGHTED=w is not None,
-            BLOCK=_ELEMENT_BLOCK,
-            enable_fp_fusion=True,
-        )
+            a, b, a if c is None else c, a if w is None else w, out, n, p, q,
+            VALUE=getattr(k, f"{kind}_value"), THREE=c is not None, WEIGHTED=w is not None,
+            BLOCK=_ELEMENT_BLOCK, enable_fp_fusion=True,
+        )  # fmt: skip
     return out
 
 
 @triton_elementwise.register_fake
 def _(
-    kind: str, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None, p: float
+    kind: str,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor | None,
+    w: torch.Tensor | None,
+    p: float,
+    q: float,
 ) -> torch.Tensor:
     return torch.empty_like(a)
 
@@ -330,36 +352,30 @@ def triton_elementwise_backward(
     kind: str,
     a: torch.Tensor,
     b: torch.Tensor,
+    c: torch.Tensor | None,
     w: torch.Tensor | None,
     grad: torch.Tensor,
     p: float,
-    want_a: bool,
-    want_b: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``grad`` times the derivatives of :func:`triton_elementwise` by ``a``
-    and by ``b`` (empty where not wanted)."""
+    q: float,
+    wanted: list[bool],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``grad`` times the derivatives of :func:`triton_elementwise` by ``a``,
+    ``b`` and ``c`` (empty where not ``wanted``)."""
+    want_a, want_b, want_c = wanted
     da, db = _gradients(a, b, want_a, want_b)
+    dc = _gradients(a if c is None else c, a, want_c, False)[0]
     n = a.numel()
-    if n and (want_a or want_b):
+    if n and any(wanted):
         k = _elementwise_kernels()
         _launched(kind)
         k.backward[_element_grid(n)](
-            a,
-            b,
-            a if w is None else w,
-            grad.contiguous(),
-            da if want_a else a,
-            db if want_b else b,
-            n,
-            p,
-            GRAD=getattr(k, f"{kind}_grad"),
-            WEIGHTED=w is not None,
-            WANT_A=want_a,
-            WANT_B=want_b,
-            BLOCK=_ELEMENT_BLOCK,
+            a, b, a if c is None else c, a if w is None else w, grad.contiguous(),
+            da if want_a else a, db if want_b else a, dc if want_c else a, n, p, q,
+            GRAD=getattr(k, f"{kind}_grad"), THREE=c is not None, WEIGHTED=w is not None,
+            WANT_A=want_a, WANT_B=want_b, WANT_C=want_c, BLOCK=_ELEMENT_BLOCK,
             enable_fp_fusion=True,
-        )
-    return da, db
+        )  # fmt: skip
+    return da, db, dc
 
 
 @triton_elementwise_backward.register_fake
@@ -367,46 +383,51 @@ def _(
     kind: str,
     a: torch.Tensor,
     b: torch.Tensor,
+    c: torch.Tensor | None,
     w: torch.Tensor | None,
     grad: torch.Tensor,
     p: float,
-    want_a: bool,
-    want_b: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    return _gradients(a, b, want_a, want_b)
+    q: float,
+    wanted: list[bool],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    da, db = _gradients(a, b, wanted[0], wanted[1])
+    return da, db, _gradients(a if c is None else c, a, wanted[2], False)[0]
 
 
 def _elementwise_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-    kind, a, b, w, p = inputs
-    ctx.kind, ctx.p = kind, p
-    ctx.save_for_backward(a, b, w)
+    kind, a, b, c, w, p, q = inputs
+    ctx.kind, ctx.p, ctx.q, ctx.three = kind, p, q, c is not None
+    ctx.save_for_backward(a, b, c, w)
     ctx.set_materialize_grads(False)
 
 
 def _elementwise_backward(ctx: Any, g: torch.Tensor | None) -> tuple[Any, ...]:
     _no_second_derivative()
-    want_a, want_b = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-    if g is None or not (want_a or want_b):
-        return None, None, None, None, None
-    a, b, w = ctx.saved_tensors
-    da, db = triton_elementwise_backward(ctx.kind, a, b, w, g, ctx.p, want_a, want_b)
-    return None, da if want_a else None, db if want_b else None, None, None
+    wanted = [bool(ctx.needs_input_grad[i]) for i in (1, 2, 3)]
+    if g is None or not any(wanted):
+        return (None,) * 7
+    a, b, c, w = ctx.saved_tensors
+    grads = triton_elementwise_backward(ctx.kind, a, b, c, w, g, ctx.p, ctx.q, wanted)
+    da, db, dc = (d if on else None for d, on in zip(grads, wanted, strict=True))
+    return None, da, db, dc, None, None, None
 
 
 triton_elementwise.register_autograd(_elementwise_backward, setup_context=_elementwise_setup)
 
 
 def _elementwise_applies(loss: str) -> Callable[..., bool]:
-    _, (first, second), weights = _ELEMENTWISE[loss]
+    _, operands, weights, _ = _ELEMENTWISE[loss]
 
     def applies(be: Any, reduction: str, args: Mapping[str, Any]) -> bool:
-        a, b = args[first], args[second]
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        arrays = [args[name] for name in operands]
+        if not all(isinstance(x, torch.Tensor) for x in arrays):
             return False
-        if a.dtype not in _FLOATS or b.dtype != a.dtype or a.shape != b.shape or not a.numel():
+        a = arrays[0]
+        if a.dtype not in _FLOATS or not a.numel():
             return False
-        if a.layout != torch.strided or b.layout != torch.strided:
-            return False
+        for x in arrays:
+            if x.dtype != a.dtype or x.shape != a.shape or x.layout != torch.strided:
+                return False
         if not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(
             a
         ):
@@ -427,14 +448,14 @@ def _elementwise_applies(loss: str) -> Callable[..., bool]:
 
 
 def _elementwise_forward(loss: str) -> Callable[..., Any]:
-    kind, (first, second), weights = _ELEMENTWISE[loss]
+    kind, operands, weights, params = _ELEMENTWISE[loss]
 
     def forward(be: Any, reduction: str, args: Mapping[str, Any]) -> Any:
-        a, b = args[first].contiguous(), args[second].contiguous()
+        a, b, *rest = (args[name].contiguous() for name in operands)
         w = None if weights is None else args.get(weights)
         if w is not None:
             w = w.contiguous()
-        return triton_elementwise(kind, a, b, w, 0.0)
+        return triton_elementwise(kind, a, b, rest[0] if rest else None, w, *params(args))
 
     return forward
 

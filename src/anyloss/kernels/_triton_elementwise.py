@@ -4,10 +4,12 @@
 
 :func:`forward` and :func:`backward` are the two kernels of every
 elementwise loss; the loss itself is a ``tl.constexpr`` function argument
-(``VALUE(a, b, p)`` and ``GRAD(a, b, p) -> (d/da, d/db)``), so each loss is
-two small functions below and Triton compiles one kernel per loss. Every
-value is computed in float32 from the inputs' dtype and stored in the
-output's; an optional third array multiplies the values (the weights).
+(``VALUE(a, b, c, p, q)`` and ``GRAD(a, b, c, p, q) -> (d/da, d/db, d/dc)``,
+``c`` a third operand where ``THREE``, ``p`` and ``q`` the loss's
+parameters), so each loss is two small functions below and Triton compiles
+one kernel per loss. Every value is computed in float32 from the inputs'
+dtype and stored in the output's; an optional array multiplies the values
+(the weights).
 
 The formulas have no cancellation left (see each function), with
 :func:`~._triton_math.exp_pair`/:func:`~._triton_math.log1p` within about an
@@ -19,25 +21,52 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._triton_math import LN2_HI, LN2_LO, exp_pair, log1p, two_prod, two_sum
+from ._triton_math import (
+    LN2_HI,
+    LN2_LO,
+    exp_pair,
+    exponent,
+    log1p,
+    log_pair,
+    pow2,
+    quotient,
+    two_prod,
+    two_sum,
+)
 
 __all__ = [
     "backward",
     "bce_logits_grad",
     "bce_logits_value",
     "forward",
+    "gaussian_nll_grad",
+    "gaussian_nll_value",
     "log_cosh_grad",
     "log_cosh_value",
 ]
 
 
 @triton.jit
-def forward(A, B, W, OUT, N, p, VALUE: tl.constexpr, WEIGHTED: tl.constexpr, BLOCK: tl.constexpr):
+def forward(
+    A,
+    B,
+    C,
+    W,
+    OUT,
+    N,
+    p,
+    q,
+    VALUE: tl.constexpr,
+    THREE: tl.constexpr,
+    WEIGHTED: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = i < N
     a = tl.load(A + i, mask=inside, other=0.0).to(tl.float32)
     b = tl.load(B + i, mask=inside, other=0.0).to(tl.float32)
-    v = VALUE(a, b, p)
+    c = tl.load(C + i, mask=inside, other=1.0).to(tl.float32) if THREE else a
+    v = VALUE(a, b, c, p, q)
     if WEIGHTED:
         v = v * tl.load(W + i, mask=inside, other=0.0).to(tl.float32)
     tl.store(OUT + i, v.to(OUT.dtype.element_ty), mask=inside)
@@ -47,30 +76,38 @@ def forward(A, B, W, OUT, N, p, VALUE: tl.constexpr, WEIGHTED: tl.constexpr, BLO
 def backward(
     A,
     B,
+    C,
     W,
     G,
     DA,
     DB,
+    DC,
     N,
     p,
+    q,
     GRAD: tl.constexpr,
+    THREE: tl.constexpr,
     WEIGHTED: tl.constexpr,
     WANT_A: tl.constexpr,
     WANT_B: tl.constexpr,
+    WANT_C: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = i < N
     a = tl.load(A + i, mask=inside, other=0.0).to(tl.float32)
     b = tl.load(B + i, mask=inside, other=0.0).to(tl.float32)
+    c = tl.load(C + i, mask=inside, other=1.0).to(tl.float32) if THREE else a
     g = tl.load(G + i, mask=inside, other=0.0).to(tl.float32)
     if WEIGHTED:
         g = g * tl.load(W + i, mask=inside, other=0.0).to(tl.float32)
-    da, db = GRAD(a, b, p)
+    da, db, dc = GRAD(a, b, c, p, q)
     if WANT_A:
         tl.store(DA + i, (g * da).to(DA.dtype.element_ty), mask=inside)
     if WANT_B:
         tl.store(DB + i, (g * db).to(DB.dtype.element_ty), mask=inside)
+    if WANT_C:
+        tl.store(DC + i, (g * dc).to(DC.dtype.element_ty), mask=inside)
 
 
 # -- shared pieces ------------------------------------------------------------------
@@ -95,16 +132,16 @@ def _sigmoid(y):
 
 
 @triton.jit
-def bce_logits_value(x, t, p):
+def bce_logits_value(x, t, c, p, q):
     """``t softplus(-x) + (1 - t) softplus(x)``: every term >= 0 for targets in [0, 1]."""
     return t * _softplus(-x) + (1.0 - t) * _softplus(x)
 
 
 @triton.jit
-def bce_logits_grad(x, t, p):
+def bce_logits_grad(x, t, c, p, q):
     """d/dx ``sigmoid(x) - t`` as ``(1 - t) sigmoid(x) - t sigmoid(-x)`` (no
     cancellation for hard targets); d/dt ``softplus(-x) - softplus(x) = -x``."""
-    return (1.0 - t) * _sigmoid(x) - t * _sigmoid(-x), -x
+    return (1.0 - t) * _sigmoid(x) - t * _sigmoid(-x), -x, 0.0
 
 
 # -- log-cosh ------------------------------------------------------------------------
@@ -120,7 +157,7 @@ def _difference(x, y):
 
 
 @triton.jit
-def log_cosh_value(x, y, p):
+def log_cosh_value(x, y, c, p, q):
     """``log(cosh(x - y))`` of the exact difference ``a``: below 0.7 its Taylor
     series ``(a^2 / 2)(1 + P(a^2))`` (to a^26, the rest below 0.01 ulp);
     above, ``(a - ln 2) + log1p(exp(-2 a))``, two positive terms."""
@@ -173,8 +210,70 @@ def _tanh(a, al):
 
 
 @triton.jit
-def log_cosh_grad(x, y, p):
+def log_cosh_grad(x, y, c, p, q):
     """d/dx ``tanh(x - y)``, d/dy its negative."""
     a, al, sign = _difference(x, y)
     t = sign * _tanh(a, al)
-    return t, -t
+    return t, -t, 0.0
+
+
+# -- Gaussian negative log-likelihood --------------------------------------------------
+
+
+@triton.jit
+def _clamped_var(v, eps):
+    """``max(v, eps)``, NaN kept (``tl.maximum`` drops it on a GPU)."""
+    return tl.where(v == v, tl.maximum(v, eps), v)
+
+
+@triton.jit
+def gaussian_nll_value(mu, y, var, eps, half_log_2pi):
+    """``0.5 (log v + (y - mu)^2 / v) + c``, ``v = max(var, eps)``: the log
+    (negative below 1) and the quotient (positive) may cancel, so both are
+    double words (``y - mu`` exact by TwoSum, its square by TwoProduct, at a
+    power-of-two scale where nothing overflows: ``d^2 / v = u^2 / w`` with
+    ``u = d 2^-a``, ``w = v 2^-2a`` near 1; the log within 2^-45), and the sum
+    rounds once. ``c`` is ``0.5 log(2 pi)`` (``full=True``) or 0, its low
+    part added here. Where ``v`` is 0 or not finite: the plain formula."""
+    v = _clamped_var(var, eps)
+    ok = (v > 0.0) & (v < float("inf"))
+    vs = tl.where(ok, v, 1.0)
+    d, dl = two_sum(y, -mu)
+    dl = tl.where(tl.abs(d) < float("inf"), dl, 0.0)
+    k1, k2 = pow2(-tl.floor((exponent(vs) + 1.0) * 0.5))
+    u, ul = (d * k1) * k2, (dl * k1) * k2
+    w = (((vs * k1) * k2) * k1) * k2  # (exact)
+    s, sl = two_prod(u, u)
+    sl = tl.math.fma(2.0 * u, ul, sl)
+    r, rl = quotient(s, w, 0.0)
+    rl += sl / w
+    lh, ll = log_pair(vs)
+    h, hl = two_sum(lh, r)
+    c_lo = tl.where(half_log_2pi > 0.0, 1.563417661998301e-08, 0.0)
+    h, c_err = two_sum(h, 2.0 * half_log_2pi)  # (inside the halving)
+    total = 0.5 * (h + ((hl + c_err) + (ll + rl + 2.0 * c_lo)))
+    plain = 0.5 * (tl.log(tl.where(ok, 1.0, v)) + (d * d) / tl.where(ok, 1.0, v)) + half_log_2pi
+    return tl.where(ok & (tl.abs(total) < float("inf")), total, plain)
+
+
+@triton.jit
+def gaussian_nll_grad(mu, y, var, eps, half_log_2pi):
+    """d/dmu ``-(y - mu) / v``, d/dy its negative, d/dvar ``(v - (y - mu)^2) / (2 v^2)``
+    where ``var >= eps`` (else 0: the clamp), the difference formed exactly at
+    the scale of :func:`gaussian_nll_value`."""
+    v = _clamped_var(var, eps)
+    d, dl = two_sum(y, -mu)
+    dl = tl.where(tl.abs(d) < float("inf"), dl, 0.0)
+    g = (d + dl) / v
+    ok = (v > 0.0) & (v < float("inf"))
+    vs = tl.where(ok, v, 1.0)
+    k1, k2 = pow2(-tl.floor((exponent(vs) + 1.0) * 0.5))
+    u, ul = (d * k1) * k2, (dl * k1) * k2
+    w = (((vs * k1) * k2) * k1) * k2
+    s, sl = two_prod(u, u)
+    sl = tl.math.fma(2.0 * u, ul, sl)
+    h, hl = two_sum(w, -s)
+    dv = (((((h + (hl - sl)) / (2.0 * w) / w) * k1) * k2) * k1) * k2
+    dv = tl.where(ok, dv, (v - d * d) / (2.0 * v * v))
+    dv = tl.where(var >= eps, dv, 0.0)
+    return -g, g, dv

@@ -19,7 +19,20 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["exp_pair", "log1p", "pair_sum", "two_prod", "two_sum"]
+__all__ = [
+    "dd_add",
+    "exponent",
+    "dd_mul",
+    "exp_pair",
+    "fast_two_sum",
+    "log1p",
+    "log_pair",
+    "pair_sum",
+    "pow2",
+    "quotient",
+    "two_prod",
+    "two_sum",
+]
 
 # ln 2 in two parts: the first with 15 significant bits, so k * LN2_HI is
 # exact for |k| < 2^9 (Cody and Waite)
@@ -58,13 +71,24 @@ def pair_sum(hi, lo, axis):
 
 
 @triton.jit
-def _pow2(k):
-    """``2^k`` for integer-valued float ``k`` in ``[-252, 0]``, as a product of
-    two normal floats (their product rounds only where it is subnormal)."""
+def pow2(k):
+    """``2^k`` for an integer-valued float ``k`` in ``[-252, 252]``, as two
+    normal factors (their product rounds only where it is subnormal)."""
     half = tl.floor(k * 0.5)
     a = ((half.to(tl.int32) + 127) << 23).to(tl.float32, bitcast=True)
     b = (((k - half).to(tl.int32) + 127) << 23).to(tl.float32, bitcast=True)
     return a, b
+
+
+@triton.jit
+def exponent(m):
+    """``e`` with ``m / 2^e`` in [1, 2) for a finite ``m > 0`` (subnormals
+    too), as a float; 0 for 0."""
+    tiny = m < 1.1754943508222875e-38
+    mn = m * tl.where(tiny, 18446744073709551616.0, 1.0)  # (x 2^64)
+    biased = (mn.to(tl.int32, bitcast=True) >> 23) & 0xFF
+    e = (biased - 127).to(tl.float32) - tl.where(tiny, 64.0, 0.0)
+    return tl.where(m > 0.0, e, 0.0)
 
 
 @triton.jit
@@ -84,14 +108,14 @@ def exp_pair(z, lo):
     p = tl.math.fma(p, r, 1.0 / 6.0)
     p = tl.math.fma(p, r, 0.5)
     p = tl.math.fma(p, r * r, r)  # r + r^2 (1/2 + r/6 + ...)
-    a, b = _pow2(k)
+    a, b = pow2(k)
     e = ((p + 1.0) * a) * b
     # (a NaN stays NaN: max on a GPU, and in the interpreter, drops it)
     return tl.where(z < -104.0, 0.0, tl.where(z == z, e, z))
 
 
 @triton.jit
-def _quotient(a, b, bl):
+def quotient(a, b, bl):
     """``a / (b + bl)`` as a double word (``bl`` below an ulp of ``b``): the
     remainder of the rounded quotient is exact by ``fma``."""
     q = a / b
@@ -115,7 +139,7 @@ def _log_ratio(s, sl):
 
 @triton.jit
 def _log(w, wl):
-    """``log(w + wl)`` for a finite ``w >= 1`` as ``(hi, lo)``, unrounded sum."""
+    """``log(w + wl)`` for a finite normal ``w > 0`` as ``(hi, lo)``, unrounded sum."""
     bits = w.to(tl.int32, bitcast=True)
     biased = (bits >> 23) & 0xFF
     e = biased - 127
@@ -127,11 +151,82 @@ def _log(w, wl):
     ef = (e + big.to(tl.int32)).to(tl.float32)
     # (f - 1) / (f + 1): f - 1 exact (Sterbenz), f + 1 as a double word
     d, dl = two_sum(f, 1.0)
-    s, sl = _quotient(f - 1.0, d, dl - fl)
+    s, sl = quotient(f - 1.0, d, dl - fl)
     sl = sl + fl / d
     lf, lfl = _log_ratio(s, sl)
     hi, lo = two_sum(ef * LN2_HI, lf)  # (ef * LN2_HI exact)
     return hi, lo + tl.math.fma(ef, LN2_LO, lfl)
+
+
+@triton.jit
+def fast_two_sum(a, b):
+    """``(s, e)``, ``a + b = s + e`` exactly, for ``|a| >= |b|`` (or ``a = 0``)."""
+    s = a + b
+    return s, b - (s - a)
+
+
+@triton.jit
+def dd_mul(a, al, b, bl):
+    """``(a + al)(b + bl)`` as a normalized double word (about 2^-46 relative)."""
+    p, pe = two_prod(a, b)
+    return fast_two_sum(p, pe + (a * bl + al * b))
+
+
+@triton.jit
+def dd_add(a, al, b, bl):
+    """``(a + al) + (b + bl)`` as a normalized double word."""
+    s, e = two_sum(a, b)
+    return fast_two_sum(s, e + (al + bl))
+
+
+LN2_LO2 = tl.constexpr(5.497923148104107e-14)  # ln 2 - LN2_HI - LN2_LO
+
+
+@triton.jit
+def log_pair(w):
+    """``log(w)`` for a finite ``w > 0`` (subnormal too) as a normalized
+    double word, within about 2^-44 relative: enough for a difference that
+    cancels 20 bits (Gaussian NLL's ``log v + d^2 / v`` near 0).
+
+    ``w = 2^e f``, ``f`` in [0.707, 1.414], and ``log f = 2 atanh(s)`` with
+    ``s = (f - 1) / (f + 1)`` (``|s| <= 0.1716``) as ``2 s (1 + t Q(t))``,
+    ``t = s^2``: ``Q``'s terms of ``t^4`` and beyond in float32 (their error
+    below 2^-44 of the result), the rest and every product in double words.
+    ``e ln 2`` with ln 2 in three parts."""
+    tiny = w < 1.1754943508222875e-38
+    wn = w * tl.where(tiny, 18446744073709551616.0, 1.0)  # (x 2^64)
+    bits = wn.to(tl.int32, bitcast=True)
+    e = ((bits >> 23) & 0xFF) - 127
+    f = ((bits & 0x7FFFFF) | 0x3F800000).to(tl.float32, bitcast=True)
+    big = f > 1.4142135
+    f = tl.where(big, f * 0.5, f)
+    ef = (e + big.to(tl.int32)).to(tl.float32) - tl.where(tiny, 64.0, 0.0)
+    d, dl = two_sum(f, 1.0)
+    s, sl = quotient(f - 1.0, d, dl)  # (f - 1 exact: Sterbenz)
+    s, sl = fast_two_sum(s, sl)
+    t, tl_ = dd_mul(s, sl, s, sl)
+    q = 0.0476190485060215  # 1/21, ..., 1/11: float32
+    q = tl.math.fma(q, t, 0.05263157933950424)
+    q = tl.math.fma(q, t, 0.05882352963089943)
+    q = tl.math.fma(q, t, 0.06666667014360428)
+    q = tl.math.fma(q, t, 0.07692307978868484)
+    q = tl.math.fma(q, t, 0.09090909361839294)
+    ql = tl.zeros_like(q)
+    q, ql = dd_mul(q, ql, t, tl_)
+    q, ql = dd_add(q, ql, 0.1111111119389534, -8.278422947149977e-10)  # 1/9
+    q, ql = dd_mul(q, ql, t, tl_)
+    q, ql = dd_add(q, ql, 0.1428571492433548, -6.38621200366174e-09)  # 1/7
+    q, ql = dd_mul(q, ql, t, tl_)
+    q, ql = dd_add(q, ql, 0.20000000298023224, -2.9802322831784522e-09)  # 1/5
+    q, ql = dd_mul(q, ql, t, tl_)
+    q, ql = dd_add(q, ql, 0.3333333432674408, -9.934107758624577e-09)  # 1/3
+    q, ql = dd_mul(q, ql, t, tl_)  # t Q
+    q, ql = dd_mul(q, ql, s, sl)  # s t Q
+    lf, lfl = dd_add(s, sl, q, ql)
+    h, hl = two_sum(ef * LN2_HI, 2.0 * lf)  # (ef LN2_HI exact)
+    m, ml = two_prod(ef, LN2_LO)
+    h, u = two_sum(h, m)  # (m is above the low part's ulp: it joins the high part)
+    return fast_two_sum(h, (hl + u) + (2.0 * lfl + (ml + ef * LN2_LO2)))
 
 
 @triton.jit
@@ -140,7 +235,7 @@ def log1p(hi, lo):
     ``hi``, within about an ulp (NaN for NaN, inf for inf)."""
     # small: log1p(u) = 2 atanh(u / (2 + u)), |s| <= 0.1716 for u <= sqrt(2) - 1
     d, dl = two_sum(hi, 2.0)
-    s, sl = _quotient(hi, d, dl)
+    s, sl = quotient(hi, d, dl)
     sh, shl = _log_ratio(s, sl)
     small = sh + (shl + lo / d * 2.0)
     finite = hi <= 3.4028234663852886e38  # (two_sum(inf, 1) would form inf - inf)

@@ -17,31 +17,11 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._triton_math import pair_sum, two_prod, two_sum
+from ._triton_math import exponent, pair_sum, pow2, two_prod, two_sum
 
 __all__ = ["cosine_backward", "cosine_forward"]
 
 STATS = tl.constexpr(6)  # per row: cos, |u1|^2, |u2|^2, e1, e2, eps bound (1.0) or not
-
-
-@triton.jit
-def _pow2(e):
-    """``2^e`` for an integer-valued float ``e`` in ``[-252, 252]`` as two normal factors."""
-    half = tl.floor(e * 0.5)
-    a = ((half.to(tl.int32) + 127) << 23).to(tl.float32, bitcast=True)
-    b = (((e - half).to(tl.int32) + 127) << 23).to(tl.float32, bitcast=True)
-    return a, b
-
-
-@triton.jit
-def _exponent(m):
-    """``e`` with ``m / 2^e`` in [1, 2) for a finite ``m > 0`` (subnormals
-    too); 0 for 0."""
-    tiny = m < 1.1754943508222875e-38
-    mn = tl.where(tiny, m * 18446744073709551616.0, m)  # (x 2^64)
-    biased = (mn.to(tl.int32, bitcast=True) >> 23) & 0xFF
-    e = (biased - 127).to(tl.float32) - tl.where(tiny, 64.0, 0.0)
-    return tl.where(m > 0.0, e, 0.0)
 
 
 @triton.jit
@@ -65,9 +45,9 @@ def cosine_forward(A, B, a_stride, b_stride, OUT, SAVED, D, eps, BLOCK: tl.const
     cols = tl.arange(0, BLOCK)
     ma, bad_a = _row_max_abs(A, a_stride, row, D, BLOCK)
     mb, bad_b = _row_max_abs(B, b_stride, row, D, BLOCK)
-    ea, eb = _exponent(ma), _exponent(mb)
-    fa1, fa2 = _pow2(-ea)
-    fb1, fb2 = _pow2(-eb)
+    ea, eb = exponent(ma), exponent(mb)
+    fa1, fa2 = pow2(-ea)
+    fb1, fb2 = pow2(-eb)
     zero = tl.zeros((), tl.float32)
     dot, dot_lo, na, na_lo, nb, nb_lo = zero, zero, zero, zero, zero, zero
     for start in range(0, D, BLOCK):
@@ -100,8 +80,8 @@ def cosine_forward(A, B, a_stride, b_stride, OUT, SAVED, D, eps, BLOCK: tl.const
     n_lo += ra * rb_lo + ra_lo * rb
     # |x1||x2| = n 2^(ea + eb) >= eps, decided in steps that over- or underflow
     # only in the right direction
-    ga1, ga2 = _pow2(ea)
-    gb1, gb2 = _pow2(eb)
+    ga1, ga2 = pow2(ea)
+    gb1, gb2 = pow2(eb)
     large = (((n * ga1) * ga2) * gb1) * gb2 >= eps
     d = dot + dot_lo
     q = d / tl.where(large & (n > 0.0), n, 1.0)
@@ -149,8 +129,8 @@ def cosine_backward(
     bounded = tl.load(SAVED + row * STATS + 5) > 0.0
     eps_safe = tl.where(eps > 0.0, eps, 1.0)  # (eps = 0 never bounds the norms)
     g = tl.load(G + row).to(tl.float32)
-    fa1, fa2 = _pow2(-ea)
-    fb1, fb2 = _pow2(-eb)
+    fa1, fa2 = pow2(-ea)
+    fb1, fb2 = pow2(-eb)
     n = tl.sqrt(na) * tl.sqrt(nb)
     nz = tl.where(n > 0.0, n, 1.0)
     na_safe = tl.where(na > 0.0, na, 1.0)
