@@ -83,6 +83,7 @@ def _elementwise_cases() -> list[str]:
         "binary_cross_entropy",
         "log_cosh_loss",
         "gaussian_nll_loss",
+        "sigmoid_focal_loss",
         "cosine_similarity_loss",
     )
     # (cosine mean_1e5: 12500 rows, as many interpreted programs: minutes)
@@ -311,6 +312,31 @@ def test_gaussian_nll_special_values_as_the_generic_code(
     torch.testing.assert_close(got, want, rtol=4e-7, atol=0, equal_nan=True)
 
 
+@pytest.mark.parametrize(
+    "options", [{}, {"gamma": 0.5, "alpha": None}, {"gamma": 3.7, "alpha": 0.6}, {"gamma": 0.0}]
+)
+def test_sigmoid_focal_gradients_as_float64(options: dict, triton_on_cpu: list[str]) -> None:
+    """Both gradients (soft and hard targets) against float64 autograd of the
+    generic formula, and the weights applied by the loss around the kernel."""
+    rng = np.random.default_rng(14)
+    x = torch.tensor(rng.normal(0, 3, (40, 7)), dtype=torch.float32)
+    t = torch.tensor(rng.uniform(0, 1, (40, 7)), dtype=torch.float32)
+    t[:20] = t[:20].round()
+    w = torch.tensor(rng.uniform(0, 2, (40, 7)), dtype=torch.float32)
+    xt, tt = x.clone().requires_grad_(True), t.clone().requires_grad_(True)
+    out = anyloss.sigmoid_focal_loss(xt, tt, weights=w, reduction="sum", **options)
+    grads = torch.autograd.grad(out, (xt, tt))
+    assert len(triton_on_cpu) == 2
+    x64, t64 = x.double().requires_grad_(True), t.double().requires_grad_(True)
+    with kernels.generic():
+        ref = anyloss.sigmoid_focal_loss(x64, t64, weights=w.double(), reduction="sum", **options)
+    ref_grads = torch.autograd.grad(ref, (x64, t64))
+    torch.testing.assert_close(out.double(), ref, rtol=1e-6, atol=0)
+    for got, want in zip(grads, ref_grads, strict=True):
+        tol = 2e-6 * float(want.abs().max())
+        torch.testing.assert_close(got.double(), want, rtol=2e-6, atol=tol)
+
+
 def test_binary_cross_entropy_weights_and_half_precision(triton_on_cpu: list[str]) -> None:
     rng = np.random.default_rng(11)
     for dtype in (torch.float32, torch.bfloat16):
@@ -326,7 +352,7 @@ def test_binary_cross_entropy_weights_and_half_precision(triton_on_cpu: list[str
     assert len(triton_on_cpu) == 4
 
 
-@pytest.mark.parametrize("loss", ["binary_cross_entropy", "log_cosh_loss"])
+@pytest.mark.parametrize("loss", ["binary_cross_entropy", "log_cosh_loss", "sigmoid_focal_loss"])
 def test_elementwise_special_values_as_the_generic_code(
     loss: str, triton_on_cpu: list[str]
 ) -> None:
@@ -543,7 +569,7 @@ for kernel in ("ce_forward", "ce_backward"):
     for probs in (False, True):
         lower(f"{kernel}-probs={probs}", getattr(S, kernel), {**flags, "PROBS": probs},
               T="*fp32" if probs else "*i64")
-for kind in ("bce_logits", "log_cosh", "gaussian_nll"):
+for kind in ("bce_logits", "log_cosh", "gaussian_nll", "sigmoid_focal"):
     lower(f"forward-{kind}", E.forward, {**flags, "VALUE": getattr(E, f"{kind}_value")})
     lower(f"backward-{kind}", E.backward, {**flags, "GRAD": getattr(E, f"{kind}_grad")})
 for kernel in ("cosine_forward", "cosine_backward"):
@@ -572,6 +598,6 @@ def test_every_kernel_lowers_to_sm90_without_float64() -> None:
         if "BLOCK" in getattr(fn, "arg_names", ()) and not name.startswith("_")
     }
     assert {name.partition("-")[0] for name in report} == kernels_found
-    assert len(report) == 12
+    assert len(report) == 14
     for name, result in report.items():
         assert result["cubin"] > 0 and not result["f64"], (name, result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from . import kernels
 from ._backend import Backend, convert, resolve
 from ._checks import (
     Reduction,
@@ -278,8 +279,8 @@ def sigmoid_focal_loss(
     be = resolve(func, ("inputs", inputs), ("targets", targets), ("weights", weights))
     xp = be.xp
     dtype = _compute_dtype(be, elementwise=True)
-    x = float_arg(be, func, "inputs", inputs, dtype)
-    t = float_arg(be, func, "targets", targets, dtype)
+    x = float_arg(be, func, "inputs", inputs)
+    t = float_arg(be, func, "targets", targets)
     same_shape(func, ("inputs", x), ("targets", t))
     unit_interval(
         be,
@@ -288,6 +289,11 @@ def sigmoid_focal_loss(
         t,
         "for labels in {-1, 1} map them to {0, 1} with (t + 1) / 2",
     )
+    fast_loss = kernels.values(be, func, "none", inputs=x, targets=t, alpha=a, gamma=g)
+    if fast_loss is not None:
+        return reduce(be, _weighted(be, func, fast_loss, weights), reduction)
+    x = float_arg(be, func, "inputs", inputs, dtype)
+    t = float_arg(be, func, "targets", targets, dtype)
     zero, one = be.scalar(0.0, dtype), be.scalar(1.0, dtype)
     not_t = one - t
     loss = t * _softplus(be, -x) + not_t * _softplus(be, x)

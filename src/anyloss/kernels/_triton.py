@@ -287,6 +287,11 @@ def _no_params(args: Mapping[str, Any]) -> tuple[float, float]:
     return 0.0, 0.0
 
 
+def _focal_params(args: Mapping[str, Any]) -> tuple[float, float]:
+    alpha = args.get("alpha")
+    return -1.0 if alpha is None else float(alpha), float(args.get("gamma", 2.0))
+
+
 def _gaussian_params(args: Mapping[str, Any]) -> tuple[float, float]:
     return float(args.get("eps", 1e-6)), _HALF_LOG_2PI if args.get("full", False) else 0.0
 
@@ -296,6 +301,7 @@ def _gaussian_params(args: Mapping[str, Any]) -> tuple[float, float]:
 _ELEMENTWISE: dict[str, tuple[str, tuple[str, ...], str | None, Callable[..., Any]]] = {
     "binary_cross_entropy": ("bce_logits", ("inputs", "targets"), "weights", _no_params),
     "log_cosh_loss": ("log_cosh", ("inputs", "targets"), None, _no_params),
+    "sigmoid_focal_loss": ("sigmoid_focal", ("inputs", "targets"), None, _focal_params),
     "gaussian_nll_loss": (
         "gaussian_nll",
         ("inputs", "targets", "vars"),

@@ -24,6 +24,9 @@ import triton.language as tl
 from ._triton_math import (
     LN2_HI,
     LN2_LO,
+    dd_add,
+    dd_mul,
+    exp_dd,
     exp_pair,
     exponent,
     log1p,
@@ -43,6 +46,8 @@ __all__ = [
     "gaussian_nll_value",
     "log_cosh_grad",
     "log_cosh_value",
+    "sigmoid_focal_grad",
+    "sigmoid_focal_value",
 ]
 
 
@@ -277,3 +282,70 @@ def gaussian_nll_grad(mu, y, var, eps, half_log_2pi):
     dv = tl.where(ok, dv, (v - d * d) / (2.0 * v * v))
     dv = tl.where(var >= eps, dv, 0.0)
     return -g, g, dv
+
+
+# -- sigmoid focal loss ------------------------------------------------------------------
+
+
+@triton.jit
+def _focal_terms(x, t, gamma):
+    """``(sigmoid(x), sigmoid(-x), m, m^gamma, ce)``, each but ``ce`` as a
+    double word: ``m = 1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x)``
+    (non-negative terms) from ``exp(-|x|)`` as a double word (no overflow);
+    ``m^gamma = exp(gamma log m)`` in double words (``gamma = 2``: ``m m``);
+    ``ce`` the binary cross entropy (within an ulp)."""
+    e, el = exp_dd(-tl.abs(x), 0.0)
+    d, dl = dd_add(1.0, 0.0, e, el)
+    big, bigl = quotient(1.0, d, dl)
+    small, smalll = quotient(e, d, dl)
+    smalll += el / d
+    positive = x >= 0.0
+    s, sl = tl.where(positive, big, small), tl.where(positive, bigl, smalll)
+    sn, snl = tl.where(positive, small, big), tl.where(positive, smalll, bigl)
+    nt = 1.0 - t
+    ntl = (1.0 - nt) - t  # (1 - t = nt + ntl exactly, for t in [0, 1]: Sterbenz)
+    m1, m1l = dd_mul(t, 0.0, sn, snl)
+    m2, m2l = dd_mul(nt, ntl, s, sl)
+    m, ml = dd_add(m1, m1l, m2, m2l)
+    lp = log1p(e, el)
+    ce = t * (tl.maximum(-x, 0.0) + lp) + (1.0 - t) * (tl.maximum(x, 0.0) + lp)
+    lh, ll = log_pair(tl.where(m > 0.0, m, 1.0))
+    ll += ml / tl.where(m > 0.0, m, 1.0)
+    z, zl = two_prod(gamma, lh)
+    ph, pl = exp_dd(tl.minimum(z, 0.0), zl + gamma * ll)
+    qh, ql = dd_mul(m, ml, m, ml)
+    two = gamma == 2.0
+    ph, pl = tl.where(two, qh, ph), tl.where(two, ql, pl)
+    zero_m = m <= 0.0
+    ph = tl.where(zero_m, tl.where(gamma > 0.0, 0.0, 1.0), ph)
+    pl = tl.where(zero_m, 0.0, pl)
+    ph, pl = tl.where(gamma == 0.0, 1.0, ph), tl.where(gamma == 0.0, 0.0, pl)
+    ce = tl.where(x == x, ce, x)
+    return (s, sl), (sn, snl), (m, ml), (ph, pl), ce
+
+
+@triton.jit
+def sigmoid_focal_value(x, t, c, alpha, gamma):
+    """``alpha_t m^gamma ce`` (``alpha < 0``: no alpha), ``alpha_t = alpha t +
+    (1 - alpha)(1 - t)``, the products in double words, rounded once."""
+    _, _, _, (ph, pl), ce = _focal_terms(x, t, gamma)
+    h, hl = dd_mul(ph, pl, ce, 0.0)
+    a_t = tl.where(alpha >= 0.0, alpha * t + (1.0 - alpha) * (1.0 - t), 1.0)
+    p, pe = two_prod(h, a_t)
+    return p + (pe + hl * a_t)
+
+
+@triton.jit
+def sigmoid_focal_grad(x, t, c, alpha, gamma):
+    """With ``s = sigmoid(x)``: ``dm/dx = s (1 - s)(1 - 2 t)``, ``dce/dx = s - t``,
+    ``dm/dt = 1 - 2 s``, ``dce/dt = -x``; ``gamma m^(gamma - 1)`` as
+    ``gamma m^gamma / m`` (0 where ``m = 0``)."""
+    (s, _), (sn, _), (m, _), (power, _), ce = _focal_terms(x, t, gamma)
+    lower = tl.where(m > 0.0, gamma * (power / tl.where(m > 0.0, m, 1.0)), 0.0)
+    dx = lower * (s * sn) * (1.0 - 2.0 * t) * ce + power * ((1.0 - t) * s - t * sn)
+    dt = lower * (sn - s) * ce - power * x
+    a_t = alpha * t + (1.0 - alpha) * (1.0 - t)
+    with_alpha = alpha >= 0.0
+    dt = tl.where(with_alpha, (2.0 * alpha - 1.0) * power * ce + a_t * dt, dt)
+    dx = tl.where(with_alpha, a_t * dx, dx)
+    return dx, dt, 0.0

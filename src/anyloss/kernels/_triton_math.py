@@ -23,6 +23,7 @@ __all__ = [
     "dd_add",
     "exponent",
     "dd_mul",
+    "exp_dd",
     "exp_pair",
     "fast_two_sum",
     "log1p",
@@ -38,6 +39,7 @@ __all__ = [
 # exact for |k| < 2^9 (Cody and Waite)
 LN2_HI = tl.constexpr(0.693145751953125)
 LN2_LO = tl.constexpr(1.428606765330187e-06)
+LN2_LO2 = tl.constexpr(5.497923148104107e-14)  # ln 2 - LN2_HI - LN2_LO (third part)
 LOG2E = tl.constexpr(1.4426950408889634)
 
 
@@ -115,6 +117,47 @@ def exp_pair(z, lo):
 
 
 @triton.jit
+def exp_dd(z, zl):
+    """``exp(z + zl)`` for ``z <= 0`` as a normalized double word, within
+    about 2^-44 relative (0 below -104, NaN for NaN).
+
+    ``z + zl = k ln 2 + r`` with ``r`` a double word (ln 2 in three parts,
+    ``|r| <= 0.35``), ``exp(r) = 1 + r + r^2 P(r)``: ``P``'s terms of ``r^5``
+    and beyond in float32 (below 2^-44 of the result), the rest in double
+    words; then times ``2^k``, exactly."""
+    zc = tl.maximum(z, -104.0)
+    k = tl.floor(zc * LOG2E + 0.5)
+    p, pe = two_prod(k, LN2_LO)
+    r, rl = two_sum(tl.math.fma(-k, LN2_HI, zc), -p)  # (the fma is exact)
+    r, rl = fast_two_sum(r, rl + (tl.where(z < -104.0, 0.0, zl) - pe - k * LN2_LO2))
+    q = 2.0876755879584152e-09  # 1/12!, ..., 1/7!: float32
+    q = tl.math.fma(q, r, 2.5052107943679403e-08)
+    q = tl.math.fma(q, r, 2.755731998149713e-07)
+    q = tl.math.fma(q, r, 2.7557318844628753e-06)
+    q = tl.math.fma(q, r, 2.4801587642286904e-05)
+    q = tl.math.fma(q, r, 1.9841270113829523e-04)
+    ql = tl.zeros_like(q)
+    q, ql = dd_mul(q, ql, r, rl)
+    q, ql = dd_add(q, ql, 1.3888889225199819e-03, -3.3631094437103215e-11)  # 1/6!
+    q, ql = dd_mul(q, ql, r, rl)
+    q, ql = dd_add(q, ql, 8.333333767950535e-03, -4.34617203337595e-10)  # 1/5!
+    q, ql = dd_mul(q, ql, r, rl)
+    q, ql = dd_add(q, ql, 4.16666679084301e-02, -1.2417634698280722e-09)  # 1/4!
+    q, ql = dd_mul(q, ql, r, rl)
+    q, ql = dd_add(q, ql, 1.666666716337204e-01, -4.967053879312289e-09)  # 1/3!
+    q, ql = dd_mul(q, ql, r, rl)
+    q, ql = dd_add(q, ql, 0.5, 0.0)
+    r2, r2l = dd_mul(r, rl, r, rl)
+    q, ql = dd_mul(q, ql, r2, r2l)
+    q, ql = dd_add(r, rl, q, ql)
+    h, hl = dd_add(1.0, 0.0, q, ql)
+    a, b = pow2(k)
+    h, hl = (h * a) * b, (hl * a) * b
+    keep = (z >= -104.0) | (z != z)
+    return tl.where(keep, tl.where(z == z, h, z), 0.0), tl.where(keep & (z == z), hl, 0.0)
+
+
+@triton.jit
 def quotient(a, b, bl):
     """``a / (b + bl)`` as a double word (``bl`` below an ulp of ``b``): the
     remainder of the rounded quotient is exact by ``fma``."""
@@ -177,9 +220,6 @@ def dd_add(a, al, b, bl):
     """``(a + al) + (b + bl)`` as a normalized double word."""
     s, e = two_sum(a, b)
     return fast_two_sum(s, e + (al + bl))
-
-
-LN2_LO2 = tl.constexpr(5.497923148104107e-14)  # ln 2 - LN2_HI - LN2_LO
 
 
 @triton.jit
