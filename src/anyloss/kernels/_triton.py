@@ -11,9 +11,12 @@ Triton's interpreter runs the same kernels on CPU tensors (slowly): with
 :func:`on_cpu`, the entries also take CPU tensors, ahead of the numba
 kernels, and ``TRITON_INTERPRET=1`` is set for Triton (it must be before
 the kernels are first used: they are compiled for the interpreter or for
-the GPU, not both). The tests run this way where Triton is installed (the
-``gpu`` extra), so CI, which has no GPU, checks every kernel's values and
-gradients.
+the GPU, not both; where ``torch.compile`` runs first it imports Triton
+before this module can, and ``TRITON_INTERPRET=1`` must be set at the start:
+without it, the cosine-similarity and Gaussian NLL kernels were seen to
+fail in the interpreter under the compiler). The tests run this way where
+Triton is installed (the ``gpu`` extra), so CI, which has no GPU, checks
+every kernel's values and gradients.
 
 Imported by the registry with the other torch entries; Triton itself is
 imported on the first call that takes an entry.
@@ -83,34 +86,30 @@ def available() -> bool:
 
 
 @functools.cache
-def _kernels() -> Any:
-    from . import _triton_softmax
-
-    return _triton_softmax
-
-
-@functools.cache
-def _row_kernels() -> Any:
-    from . import _triton_rows
-
-    return _triton_rows
+def _kernels(module: str) -> Any:
+    """A kernel module (``"_triton_softmax"``, ...), imported on first use (it
+    imports Triton)."""
+    return importlib.import_module(f"{__package__}.{module}")
 
 
-@functools.cache
-def _elementwise_kernels() -> Any:
-    from . import _triton_elementwise
-
-    return _triton_elementwise
+def _like(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialized contiguous tensor like ``x``."""
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 def _gradients(
     a: torch.Tensor, b: torch.Tensor, want_a: bool, want_b: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Contiguous gradient buffers like ``a`` and ``b``, empty where not wanted
-    (a custom op's outputs are tensors)."""
-    da = torch.empty_like(a, memory_format=torch.contiguous_format) if want_a else a.new_empty(0)
-    db = torch.empty_like(b, memory_format=torch.contiguous_format) if want_b else b.new_empty(0)
-    return da, db
+    """Gradient buffers like ``a`` and ``b``, empty where not wanted (a custom
+    op's outputs are tensors)."""
+    return _like(a) if want_a else a.new_empty(0), _like(b) if want_b else b.new_empty(0)
+
+
+def _block(n: int, most: int) -> int:
+    """The power of two at least ``n``, at most ``most``: a kernel's block."""
+    import triton
+
+    return int(min(triton.next_power_of_2(max(n, 1)), most))
 
 
 def _launched(kernel: str) -> None:
@@ -118,9 +117,7 @@ def _launched(kernel: str) -> None:
 
 
 def _softmax_launch(rows: int, classes: int) -> tuple[tuple[int], dict[str, int]]:
-    import triton
-
-    block = min(triton.next_power_of_2(max(classes, 1)), _MAX_BLOCK)
+    block = _block(classes, _MAX_BLOCK)
     return (rows,), {
         "BLOCK": block,
         "num_warps": 8 if block >= 2048 else 4,
@@ -131,6 +128,12 @@ def _softmax_launch(rows: int, classes: int) -> tuple[tuple[int], dict[str, int]
 # -- cross entropy ------------------------------------------------------------------
 
 
+def _ce_outputs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    rows = logits.shape[0]
+    a, b, c = (logits.new_empty((rows,), dtype=torch.float32) for _ in range(3))
+    return a, b, c
+
+
 @torch.library.custom_op("anyloss::triton_cross_entropy", mutates_args=())
 def triton_cross_entropy(
     logits: torch.Tensor, targets: torch.Tensor, smoothing: float, probs: bool
@@ -139,12 +142,12 @@ def triton_cross_entropy(
     class indices or probabilities: (the losses, the row maxima, the
     ``log(sum(exp(x - max)))`` of the rows), float32."""
     rows, classes = logits.shape
-    out = [logits.new_empty((rows,), dtype=torch.float32) for _ in range(3)]
+    out = _ce_outputs(logits)
     if rows:
         _launched("cross_entropy")
         grid, meta = _softmax_launch(rows, classes)
         t_stride = targets.stride(0) if targets.ndim else 0
-        _kernels().ce_forward[grid](
+        _kernels("_triton_softmax").ce_forward[grid](
             logits,
             logits.stride(0),
             targets,
@@ -156,17 +159,10 @@ def triton_cross_entropy(
             SMOOTH=smoothing > 0,
             **meta,
         )
-    loss, row_max, log_sum = out
-    return loss, row_max, log_sum
+    return out
 
 
-@triton_cross_entropy.register_fake
-def _(
-    logits: torch.Tensor, targets: torch.Tensor, smoothing: float, probs: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    rows = logits.shape[0]
-    a, b, c = (logits.new_empty((rows,), dtype=torch.float32) for _ in range(3))
-    return a, b, c
+triton_cross_entropy.register_fake(lambda logits, *_: _ce_outputs(logits))
 
 
 @torch.library.custom_op("anyloss::triton_cross_entropy_backward", mutates_args=())
@@ -182,11 +178,11 @@ def triton_cross_entropy_backward(
     """The gradient of :func:`triton_cross_entropy`'s losses times ``grad``
     (one per row) with respect to the logits, in their dtype."""
     rows, classes = logits.shape
-    out = torch.empty_like(logits, memory_format=torch.contiguous_format)
+    out = _like(logits)
     if rows:
         _launched("cross_entropy")
         grid, meta = _softmax_launch(rows, classes)
-        _kernels().ce_backward[grid](
+        _kernels("_triton_softmax").ce_backward[grid](
             logits,
             logits.stride(0),
             targets,
@@ -204,17 +200,7 @@ def triton_cross_entropy_backward(
     return out
 
 
-@triton_cross_entropy_backward.register_fake
-def _(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    row_max: torch.Tensor,
-    log_sum: torch.Tensor,
-    grad: torch.Tensor,
-    smoothing: float,
-    probs: bool,
-) -> torch.Tensor:
-    return torch.empty_like(logits, memory_format=torch.contiguous_format)
+triton_cross_entropy_backward.register_fake(lambda logits, *_: _like(logits))
 
 
 def _ce_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
@@ -330,7 +316,7 @@ def triton_elementwise(
     out = torch.empty_like(a)
     n = a.numel()
     if n:
-        k = _elementwise_kernels()
+        k = _kernels("_triton_elementwise")
         _launched(kind)
         k.forward[_element_grid(n)](
             a, b, a if c is None else c, a if w is None else w, out, n, p, q,
@@ -340,17 +326,14 @@ def triton_elementwise(
     return out
 
 
-@triton_elementwise.register_fake
-def _(
-    kind: str,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    c: torch.Tensor | None,
-    w: torch.Tensor | None,
-    p: float,
-    q: float,
-) -> torch.Tensor:
-    return torch.empty_like(a)
+triton_elementwise.register_fake(lambda kind, a, *_: torch.empty_like(a))
+
+
+def _elementwise_gradients(
+    a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, wanted: list[bool]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    da, db = _gradients(a, b, wanted[0], wanted[1])
+    return da, db, _gradients(a if c is None else c, a, wanted[2], False)[0]
 
 
 @torch.library.custom_op("anyloss::triton_elementwise_backward", mutates_args=())
@@ -368,11 +351,10 @@ def triton_elementwise_backward(
     """``grad`` times the derivatives of :func:`triton_elementwise` by ``a``,
     ``b`` and ``c`` (empty where not ``wanted``)."""
     want_a, want_b, want_c = wanted
-    da, db = _gradients(a, b, want_a, want_b)
-    dc = _gradients(a if c is None else c, a, want_c, False)[0]
+    da, db, dc = _elementwise_gradients(a, b, c, wanted)
     n = a.numel()
     if n and any(wanted):
-        k = _elementwise_kernels()
+        k = _kernels("_triton_elementwise")
         _launched(kind)
         k.backward[_element_grid(n)](
             a, b, a if c is None else c, a if w is None else w, grad.contiguous(),
@@ -384,20 +366,9 @@ def triton_elementwise_backward(
     return da, db, dc
 
 
-@triton_elementwise_backward.register_fake
-def _(
-    kind: str,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    c: torch.Tensor | None,
-    w: torch.Tensor | None,
-    grad: torch.Tensor,
-    p: float,
-    q: float,
-    wanted: list[bool],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    da, db = _gradients(a, b, wanted[0], wanted[1])
-    return da, db, _gradients(a if c is None else c, a, wanted[2], False)[0]
+triton_elementwise_backward.register_fake(
+    lambda kind, a, b, c, w, grad, p, q, wanted: _elementwise_gradients(a, b, c, wanted)
+)
 
 
 def _elementwise_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -471,10 +442,12 @@ def _elementwise_forward(loss: str) -> Callable[..., Any]:
 _ROW_STATS = 6  # (_triton_rows.STATS)
 
 
-def _row_block(d: int) -> int:
-    import triton
-
-    return int(min(triton.next_power_of_2(max(d, 1)), 1024))
+def _cosine_outputs(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = a.shape[0]
+    return (
+        a.new_empty((rows,), dtype=torch.float32),
+        a.new_empty((rows, _ROW_STATS), dtype=torch.float32),
+    )
 
 
 @torch.library.custom_op("anyloss::triton_cosine_similarity", mutates_args=())
@@ -484,24 +457,17 @@ def triton_cosine_similarity(
     """The cosine similarity of the rows of 2-D ``a`` and ``b`` (last axis
     contiguous), float32, and what the backward pass needs per row."""
     rows, d = a.shape
-    out = a.new_empty((rows,), dtype=torch.float32)
-    saved = a.new_empty((rows, _ROW_STATS), dtype=torch.float32)
+    out, saved = _cosine_outputs(a)
     if rows:
         _launched("cosine_similarity")
-        _row_kernels().cosine_forward[(rows,)](
+        _kernels("_triton_rows").cosine_forward[(rows,)](
             a, b, a.stride(0), b.stride(0), out, saved, d, eps,
-            BLOCK=_row_block(d), enable_fp_fusion=True,
+            BLOCK=_block(d, 1024), enable_fp_fusion=True,
         )  # fmt: skip
     return out, saved
 
 
-@triton_cosine_similarity.register_fake
-def _(a: torch.Tensor, b: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = a.shape[0]
-    return (
-        a.new_empty((rows,), dtype=torch.float32),
-        a.new_empty((rows, _ROW_STATS), dtype=torch.float32),
-    )
+triton_cosine_similarity.register_fake(lambda a, *_: _cosine_outputs(a))
 
 
 @torch.library.custom_op("anyloss::triton_cosine_similarity_backward", mutates_args=())
@@ -518,25 +484,17 @@ def triton_cosine_similarity_backward(
     da, db = _gradients(a, b, want_a, want_b)
     if rows and (want_a or want_b):
         _launched("cosine_similarity")
-        _row_kernels().cosine_backward[(rows,)](
+        _kernels("_triton_rows").cosine_backward[(rows,)](
             a, b, a.stride(0), b.stride(0), saved, grad.contiguous(),
             da if want_a else a, db if want_b else b, d, eps,
-            WANT_A=want_a, WANT_B=want_b, BLOCK=_row_block(d), enable_fp_fusion=True,
+            WANT_A=want_a, WANT_B=want_b, BLOCK=_block(d, 1024), enable_fp_fusion=True,
         )  # fmt: skip
     return da, db
 
 
-@triton_cosine_similarity_backward.register_fake
-def _(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    saved: torch.Tensor,
-    grad: torch.Tensor,
-    eps: float,
-    want_a: bool,
-    want_b: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    return _gradients(a, b, want_a, want_b)
+triton_cosine_similarity_backward.register_fake(
+    lambda a, b, saved, grad, eps, want_a, want_b: _gradients(a, b, want_a, want_b)
+)
 
 
 def _cosine_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:

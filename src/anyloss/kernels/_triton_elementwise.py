@@ -232,14 +232,12 @@ def _clamped_var(v, eps):
 
 
 @triton.jit
-def gaussian_nll_value(mu, y, var, eps, half_log_2pi):
-    """``0.5 (log v + (y - mu)^2 / v) + c``, ``v = max(var, eps)``: the log
-    (negative below 1) and the quotient (positive) may cancel, so both are
-    double words (``y - mu`` exact by TwoSum, its square by TwoProduct, at a
-    power-of-two scale where nothing overflows: ``d^2 / v = u^2 / w`` with
-    ``u = d 2^-a``, ``w = v 2^-2a`` near 1; the log within 2^-45), and the sum
-    rounds once. ``c`` is ``0.5 log(2 pi)`` (``full=True``) or 0, its low
-    part added here. Where ``v`` is 0 or not finite: the plain formula."""
+def _gaussian_scaled(mu, y, var, eps):
+    """The shared part of the Gaussian NLL and its gradient: ``v = max(var,
+    eps)``, ``ok`` (``v`` positive and finite), ``vs`` (``v``, or 1 where not
+    ok), ``d = y - mu`` as a double word, and at a power-of-two scale ``2^-a``
+    where nothing overflows, ``w = v 2^-2a`` (near 1) and ``u^2 = d^2 2^-2a``
+    as a double word; ``(k1, k2)`` the two factors of ``2^-a``."""
     v = _clamped_var(var, eps)
     ok = (v > 0.0) & (v < float("inf"))
     vs = tl.where(ok, v, 1.0)
@@ -250,6 +248,19 @@ def gaussian_nll_value(mu, y, var, eps, half_log_2pi):
     w = (((vs * k1) * k2) * k1) * k2  # (exact)
     s, sl = two_prod(u, u)
     sl = tl.math.fma(2.0 * u, ul, sl)
+    return v, ok, vs, d, dl, w, s, sl, k1, k2
+
+
+@triton.jit
+def gaussian_nll_value(mu, y, var, eps, half_log_2pi):
+    """``0.5 (log v + (y - mu)^2 / v) + c``, ``v = max(var, eps)``: the log
+    (negative below 1) and the quotient (positive) may cancel, so both are
+    double words (``y - mu`` exact by TwoSum, its square by TwoProduct, at a
+    power-of-two scale where nothing overflows: ``d^2 / v = u^2 / w`` with
+    ``u = d 2^-a``, ``w = v 2^-2a`` near 1; the log within 2^-45), and the sum
+    rounds once. ``c`` is ``0.5 log(2 pi)`` (``full=True``) or 0, its low
+    part added here. Where ``v`` is 0 or not finite: the plain formula."""
+    v, ok, vs, d, _, w, s, sl, _, _ = _gaussian_scaled(mu, y, var, eps)
     r, rl = quotient(s, w, 0.0)
     rl += sl / w
     lh, ll = log_pair(vs)
@@ -266,17 +277,8 @@ def gaussian_nll_grad(mu, y, var, eps, half_log_2pi):
     """d/dmu ``-(y - mu) / v``, d/dy its negative, d/dvar ``(v - (y - mu)^2) / (2 v^2)``
     where ``var >= eps`` (else 0: the clamp), the difference formed exactly at
     the scale of :func:`gaussian_nll_value`."""
-    v = _clamped_var(var, eps)
-    d, dl = two_sum(y, -mu)
-    dl = tl.where(tl.abs(d) < float("inf"), dl, 0.0)
+    v, ok, _, d, dl, w, s, sl, k1, k2 = _gaussian_scaled(mu, y, var, eps)
     g = (d + dl) / v
-    ok = (v > 0.0) & (v < float("inf"))
-    vs = tl.where(ok, v, 1.0)
-    k1, k2 = pow2(-tl.floor((exponent(vs) + 1.0) * 0.5))
-    u, ul = (d * k1) * k2, (dl * k1) * k2
-    w = (((vs * k1) * k2) * k1) * k2
-    s, sl = two_prod(u, u)
-    sl = tl.math.fma(2.0 * u, ul, sl)
     h, hl = two_sum(w, -s)
     dv = (((((h + (hl - sl)) / (2.0 * w) / w) * k1) * k2) * k1) * k2
     dv = tl.where(ok, dv, (v - d * d) / (2.0 * v * v))

@@ -84,9 +84,10 @@ def cosine_forward(A, B, a_stride, b_stride, OUT, SAVED, D, eps, BLOCK: tl.const
     gb1, gb2 = pow2(eb)
     large = (((n * ga1) * ga2) * gb1) * gb2 >= eps
     d = dot + dot_lo
-    q = d / tl.where(large & (n > 0.0), n, 1.0)
+    den = tl.where(large & (n > 0.0), n, 1.0)
+    q = d / den
     r = tl.math.fma(-q, n, d)  # (exact: the quotient's remainder)
-    q = q + (r + (dot_lo - (d - dot)) - q * n_lo) / tl.where(large & (n > 0.0), n, 1.0)
+    q = q + (r + (dot_lo - (d - dot)) - q * n_lo) / den
     by_norms = tl.where(n > 0.0, q, float("nan"))
     by_eps = d * ((((ga1 * ga2) / tl.where(large | (eps <= 0.0), 1.0, eps)) * gb1) * gb2)
     by_eps = tl.where(eps > 0.0, by_eps, 0.0)
