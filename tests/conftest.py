@@ -14,6 +14,7 @@ import importlib.util
 import os
 import pathlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 _HIDDEN = frozenset(
@@ -119,3 +120,16 @@ def grad_xp(request: pytest.FixtureRequest) -> Backend:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261123)
+
+
+@pytest.fixture
+def triton_on_cpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """CPU tensors take the Triton entries, in Triton's interpreter (with
+    ``ANYLOSS_TEST_DEVICE=cuda`` the tensors are on the GPU and the kernels
+    compiled for it); yields the kernels launched (``tests/test_triton*.py``)."""
+    from anyloss.kernels import _triton
+
+    launched: list[str] = []
+    monkeypatch.setattr(_triton, "launched", launched.append)
+    with _triton.on_cpu(DEVICE == "cpu"):  # (on a GPU test device: the GPU)
+        yield launched

@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import accuracy_cases as A
@@ -36,23 +35,16 @@ from anyloss import kernels
 
 pytest.importorskip("triton")
 torch = pytest.importorskip("torch")
-from anyloss.kernels import _registry, _triton  # noqa: E402
+from triton_support import INF, NAN, TRITON_BOUND, both  # noqa: E402
 
-TRITON_BOUND = 4.0  # ulp, as NUMPY_BOUND in test_accuracy.py
+pytestmark = pytest.mark.usefixtures("triton_on_cpu")
 
-
-@pytest.fixture(autouse=True)
-def triton_on_cpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """CPU tensors take the Triton entries; yields the kernels launched."""
-    launched: list[str] = []
-    monkeypatch.setattr(_triton, "_launched", launched.append)
-    with _triton.on_cpu(DEVICE == "cpu"):  # (on a GPU test device: the GPU)
-        yield launched
+from anyloss.kernels import _registry, _triton, _triton_softmax_ops  # noqa: E402
 
 
 @pytest.fixture(params=[4096, 4], ids=["one_block", "blocks_of_4"])
 def block(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(_triton, "_MAX_BLOCK", request.param)
+    monkeypatch.setattr(_triton_softmax_ops, "_MAX_BLOCK", request.param)
     return int(request.param)
 
 
@@ -70,28 +62,38 @@ def test_values_within_4_ulp(
 ) -> None:
     case = A.CASE_BY_ID[case_id]
     if block == 4 and case_id.endswith("many_classes"):  # 16 blocks, not 1024 (interpreted)
-        monkeypatch.setattr(_triton, "_MAX_BLOCK", 256)
+        monkeypatch.setattr(_triton_softmax_ops, "_MAX_BLOCK", 256)
     m = A.measure(case, make("torch"))
     assert triton_on_cpu, "the Triton entry did not run"
     assert m.ulp <= TRITON_BOUND, f"{case_id}, blocks of {block}: {m}"
 
 
-@pytest.mark.cpu_only
-def _elementwise_cases() -> list[str]:
-    # (the probabilities of binary_cross_entropy: the generic code)
-    losses = (
-        "binary_cross_entropy",
-        "log_cosh_loss",
-        "gaussian_nll_loss",
-        "sigmoid_focal_loss",
-        "cosine_similarity_loss",
-    )
-    # (cosine mean_1e5: 12500 rows, as many interpreted programs: minutes)
-    left_out = {"binary_cross_entropy-probs", "cosine_similarity_loss-mean_1e5"}
-    return [c.id for c in A.CASES if c.loss in losses and c.id not in left_out]
+def _triton_losses() -> list[str]:
+    entries = _registry.entries(library="torch")
+    return sorted({e.loss for e in entries if e.name == "triton"} - {"cross_entropy"})
 
 
-@pytest.mark.parametrize("case_id", _elementwise_cases())
+def _interpretable(case: A.Case) -> bool:
+    """Small enough for the interpreter: a row loss of at most 2048 rows
+    (every row is an interpreted program; 12500 take minutes)."""
+    first = case.inputs()[0][0]
+    return DEVICE != "cpu" or first.ndim < 2 or first.shape[0] <= 2048
+
+
+def _other_cases() -> list[str]:
+    """Every regime of every loss with a Triton entry (the cross entropy's
+    above), but the binary cross entropy of probabilities (the generic code)."""
+    losses = _triton_losses()
+    cases = [c for c in A.CASES if c.loss in losses and _interpretable(c)]
+    return [c.id for c in cases if c.id != "binary_cross_entropy-probs"]
+
+
+def test_every_entry_has_regimes() -> None:
+    covered = {A.CASE_BY_ID[i].loss for i in _other_cases()}
+    assert covered == set(_triton_losses())
+
+
+@pytest.mark.parametrize("case_id", _other_cases())
 def test_elementwise_and_row_values_within_4_ulp(case_id: str, triton_on_cpu: list[str]) -> None:
     case = A.CASE_BY_ID[case_id]
     with np.errstate(over="ignore", invalid="ignore"):  # (the interpreter's NumPy at 1e30)
@@ -343,7 +345,7 @@ def test_binary_cross_entropy_weights_and_half_precision(triton_on_cpu: list[str
         x = torch.tensor(rng.normal(0, 3, (6, 9)), dtype=dtype)
         t = torch.tensor(rng.integers(0, 2, (6, 9)), dtype=dtype)
         w = torch.tensor(rng.uniform(0, 2, (6, 9)), dtype=dtype)
-        got, got_grad, want, want_grad = _both(
+        got, got_grad, want, want_grad = both(
             anyloss.binary_cross_entropy, x, t, weights=w, reduction="sum"
         )
         tol = {"rtol": 1e-6, "atol": 0} if dtype == torch.float32 else {"rtol": 2**-8, "atol": 0}
@@ -370,21 +372,6 @@ def test_elementwise_special_values_as_the_generic_code(
 # -- the options around the kernel, against the generic code ------------------------
 
 
-def _both(fn: Any, *arrays: Any, **kw: Any) -> tuple[Any, Any, Any, Any]:
-    """(value, gradient) through the Triton entry and through the generic code."""
-    results = []
-    for generic in (False, True):
-        first = arrays[0].detach().clone().requires_grad_(True)
-        if generic:
-            with kernels.generic():
-                out = fn(first, *arrays[1:], **kw)
-        else:
-            out = fn(first, *arrays[1:], **kw)
-        (grad,) = torch.autograd.grad(out.sum(), first)
-        results += [out.detach(), grad]
-    return results[0], results[1], results[2], results[3]
-
-
 OPTIONS = {
     "plain_mean": {"reduction": "mean"},
     "sum_smoothing": {"reduction": "sum", "label_smoothing": 0.3},
@@ -406,7 +393,7 @@ def test_options_match_the_generic_code(name: str, triton_on_cpu: list[str]) -> 
         kw["class_weights"] = torch.tensor(rng.uniform(0.2, 2, 11), dtype=torch.float32)
     if kw.get("weights") == "w":
         kw["weights"] = torch.tensor(rng.uniform(0, 1, (5, 3)), dtype=torch.float32)
-    got, got_grad, want, want_grad = _both(anyloss.cross_entropy, x, t, **kw)
+    got, got_grad, want, want_grad = both(anyloss.cross_entropy, x, t, **kw)
     if "class_weights" not in kw or not kw.get("label_smoothing"):
         assert triton_on_cpu, "the Triton entry did not run"
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
@@ -438,14 +425,10 @@ def test_strided_logits(triton_on_cpu: list[str]) -> None:
     big = torch.tensor(rng.normal(size=(20, 9)), dtype=torch.float32)
     x = big.T[:, ::2]  # (9, 10), no axis contiguous
     t = torch.tensor(rng.integers(0, 10, 9))
-    got, got_grad, want, want_grad = _both(anyloss.cross_entropy, x, t, reduction="none")
+    got, got_grad, want, want_grad = both(anyloss.cross_entropy, x, t, reduction="none")
     assert triton_on_cpu
     torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
     torch.testing.assert_close(got_grad, want_grad, rtol=1e-5, atol=1e-7)
-
-
-INF = float("inf")
-NAN = float("nan")
 
 
 @pytest.mark.parametrize(
@@ -565,15 +548,22 @@ def lower(name, fn, constants, **types):
 
 flags = {"BLOCK": 1024, "SMOOTH": True, "WEIGHTED": True, "THREE": True}
 flags.update(WANT_A=True, WANT_B=True, WANT_C=True)
+
+# _triton_softmax
 for kernel in ("ce_forward", "ce_backward"):
     for probs in (False, True):
         lower(f"{kernel}-probs={probs}", getattr(S, kernel), {**flags, "PROBS": probs},
               T="*fp32" if probs else "*i64")
+
+# _triton_elementwise
 for kind in ("bce_logits", "log_cosh", "gaussian_nll", "sigmoid_focal"):
     lower(f"forward-{kind}", E.forward, {**flags, "VALUE": getattr(E, f"{kind}_value")})
     lower(f"backward-{kind}", E.backward, {**flags, "GRAD": getattr(E, f"{kind}_grad")})
+
+# _triton_rows
 for kernel in ("cosine_forward", "cosine_backward"):
     lower(kernel, getattr(R, kernel), flags)
+
 print(json.dumps(report))
 """
 
@@ -598,6 +588,5 @@ def test_every_kernel_lowers_to_sm90_without_float64() -> None:
         if "BLOCK" in getattr(fn, "arg_names", ()) and not name.startswith("_")
     }
     assert {name.partition("-")[0] for name in report} == kernels_found
-    assert len(report) == 14
     for name, result in report.items():
         assert result["cubin"] > 0 and not result["f64"], (name, result)

@@ -86,7 +86,7 @@ def _load(library: str) -> None:
     from . import _cpu  # noqa: F401  (the planners; NumPy's entries)
 
     if library == "torch":
-        from . import _torch, _triton  # noqa: F401
+        from . import _torch, _triton_elementwise_ops, _triton_rows_ops, _triton_softmax_ops  # noqa: F401
     elif library == "jax":
         from . import _jax  # noqa: F401
     elif library == "mlx":
