@@ -556,7 +556,7 @@ for kernel in ("ce_forward", "ce_backward"):
               T="*fp32" if probs else "*i64")
 
 # _triton_elementwise
-for kind in ("bce_logits", "log_cosh", "gaussian_nll", "sigmoid_focal"):
+for kind in ("bce_logits", "log_cosh", "gaussian_nll", "sigmoid_focal", "poisson_nll"):
     lower(f"forward-{kind}", E.forward, {**flags, "VALUE": getattr(E, f"{kind}_value")})
     lower(f"backward-{kind}", E.backward, {**flags, "GRAD": getattr(E, f"{kind}_grad")})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import kernels
 from ._backend import Backend, resolve
 from ._checks import Reduction, check_reduction, flag, float_arg, number, public, same_shape
 from ._compensated import dd_finish, fast_two_sum, fused, two_prod, two_sum
@@ -132,9 +133,16 @@ def poisson_nll_loss(
     be = resolve(func, ("inputs", inputs), ("targets", targets))
     xp = be.xp
     wide = be.wide
+    x = float_arg(be, func, "inputs", inputs)
+    t = float_arg(be, func, "targets", targets)
+    same_shape(func, ("inputs", x), ("targets", t))
+    out = kernels.fast(
+        be, func, reduction, inputs=x, targets=t, log_input=log_input, full=full, eps=eps
+    )
+    if out is not None:
+        return out
     x = float_arg(be, func, "inputs", inputs, wide)
     t = float_arg(be, func, "targets", targets, wide)
-    same_shape(func, ("inputs", x), ("targets", t))
     if be.float32_only and log_input:
         return reduce(be, fused(be, _log_input_pairs, full)(x, t), reduction)
     zero, one = be.scalar(0.0, wide), be.scalar(1.0, wide)

@@ -29,6 +29,7 @@ from ._triton_math import (
     exp_dd,
     exp_pair,
     exponent,
+    fast_two_sum,
     log1p,
     log_pair,
     pow2,
@@ -46,6 +47,8 @@ __all__ = [
     "gaussian_nll_value",
     "log_cosh_grad",
     "log_cosh_value",
+    "poisson_nll_grad",
+    "poisson_nll_value",
     "sigmoid_focal_grad",
     "sigmoid_focal_value",
 ]
@@ -350,4 +353,300 @@ def sigmoid_focal_grad(x, t, c, alpha, gamma):
     with_alpha = alpha >= 0.0
     dt = tl.where(with_alpha, (2.0 * alpha - 1.0) * power * ce + a_t * dt, dt)
     dx = tl.where(with_alpha, a_t * dx, dx)
+    return dx, dt, 0.0
+
+
+# -- Poisson negative log-likelihood -------------------------------------------------
+#
+# The parameters: p = 0 for log-rates (q = 1 with full=True, else 0); for rates
+# eps = |p| + q (a double word: x + eps is exact where x is near -eps), and
+# full=True where p < 0. Each case a uniform branch on p and q (no lane pays
+# for the others); inside, the t <= 1 and t > 1 elements of full=True take a
+# select.
+
+_INF = tl.constexpr(float("inf"))
+_TWO_64 = tl.constexpr(18446744073709551616.0)  # 2^64
+_TWO_M64 = tl.constexpr(5.421010862427522e-20)  # 2^-64
+_TWO_100 = tl.constexpr(1.2676506002282294e30)  # 2^100
+_HALF_LOG_2PI_HI = tl.constexpr(0.9189385175704956)  # 0.5 log(2 pi) in two parts
+_HALF_LOG_2PI_LO = tl.constexpr(1.563417661998301e-08)
+
+
+@triton.jit
+def _finite(v):
+    return tl.abs(v) < _INF
+
+
+@triton.jit
+def _poisson_exp(x):
+    """``e^x = (e + el) up`` for a finite ``x`` (clamped to 132: the callers
+    take larger ones apart), ``up = 2^64`` above 64 (the exponential of ``x -
+    64 ln 2``: no overflow up to 132), else 1; ``down = 1 / up``."""
+    big = x > 64.0
+    # x - 64 ln 2: 64 LN2_HI (a multiple of 2^-9) off an x >= 64 is exact
+    zh = tl.minimum(tl.where(big, x, 64.0), 132.0) - 44.361328125
+    zh, zl = two_sum(zh, -9.143083298113197e-05)  # 64 LN2_LO
+    z = tl.where(big, zh, x)
+    zl = tl.where(big, zl - 3.5186708147866286e-12, 0.0)  # 64 LN2_LO2
+    e, el = exp_dd(z, zl)
+    return e, el, tl.where(big, _TWO_64, 1.0), tl.where(big, _TWO_M64, 1.0)
+
+
+@triton.jit
+def _expm1_minus(d, dl):
+    """``e^(d + dl) - 1 - (d + dl) >= 0`` as a double word, for a finite ``d``
+    (NaN where ``e^d`` overflows, ``d`` above 88.72): for ``|d| < 0.5``
+    ``d^2 (1/2 + d (1/6 + d Q(d)))`` (to ``d^11 / 11!``, the rest below
+    2^-38), the leading terms in double words, plus ``(e^d - 1) dl``; above,
+    ``exp_dd(d + dl) - 1 - d - dl`` in double words (at least 0.1, from at most
+    1.65 at ``|d| = 0.5``: a few bits cancel)."""
+    small = tl.abs(d) < 0.5
+    ds = tl.where(small, d, 0.0)
+    dls = tl.where(small, dl, 0.0)
+    q = 2.505210838544172e-08  # 1/11!, ..., 1/4!
+    q = tl.math.fma(q, ds, 2.755731922398589e-07)
+    q = tl.math.fma(q, ds, 2.7557319223985893e-06)
+    q = tl.math.fma(q, ds, 2.48015873015873e-05)
+    q = tl.math.fma(q, ds, 1.984126984126984e-04)
+    q = tl.math.fma(q, ds, 1.388888888888889e-03)
+    q = tl.math.fma(q, ds, 8.333333333333333e-03)
+    q = tl.math.fma(q, ds, 4.1666666666666664e-02)
+    a, al = two_prod(ds, q)
+    a, al = dd_add(a, al, 0.1666666716337204, -4.967053879312289e-09)  # 1/6
+    a, al = dd_mul(a, al, ds, 0.0)
+    a, al = dd_add(a, al, 0.5, 0.0)
+    s, sl = two_prod(ds, ds)
+    n, nl = dd_mul(s, sl, a, al)
+    near, near_l = fast_two_sum(n, nl + (ds + n) * dls)
+    g, gl = exp_dd(tl.minimum(tl.where(small, 0.0, d), 88.75), tl.where(small, 0.0, dl))
+    u, ue = two_sum(g, -1.0)
+    b, be = two_sum(u, -tl.where(small, 0.0, d))
+    far, far_l = fast_two_sum(b, (be + ue) + (gl - tl.where(small, 0.0, dl)))
+    return tl.where(small, near, far), tl.where(small, near_l, far_l)
+
+
+@triton.jit
+def _minus_log1p(q, ql):
+    """``q - log(1 + q + ql)`` for ``|q| < 0.5`` as a double word: ``q s - 2 s^3
+    (1/3 + s^2 R(s^2))``, ``s = q / (2 + q)`` (``|s| <= 1/3``; ``R`` to
+    ``s^16 / 21``, the rest below 2^-34 of the result), every product but
+    ``s^2 R`` in double words."""
+    d, dl = dd_add(2.0, 0.0, q, ql)
+    s, sl = quotient(q, d, dl)
+    s, sl = fast_two_sum(s, sl + ql / d)
+    a, al = dd_mul(q, ql, s, sl)
+    s2, s2l = dd_mul(s, sl, s, sl)
+    s3, s3l = dd_mul(s2, s2l, s, sl)
+    r = 1.0 / 21.0
+    r = tl.math.fma(r, s2, 1.0 / 19.0)
+    r = tl.math.fma(r, s2, 1.0 / 17.0)
+    r = tl.math.fma(r, s2, 1.0 / 15.0)
+    r = tl.math.fma(r, s2, 1.0 / 13.0)
+    r = tl.math.fma(r, s2, 1.0 / 11.0)
+    r = tl.math.fma(r, s2, 1.0 / 9.0)
+    r = tl.math.fma(r, s2, 1.0 / 7.0)
+    r = tl.math.fma(r, s2, 1.0 / 5.0)
+    b, bl = two_prod(s2, r)
+    b, bl = dd_add(b, bl, 0.3333333432674408, -9.934107758624577e-09)  # 1/3
+    c, cl = dd_mul(s3, s3l, b, bl)
+    return dd_add(a, al, -2.0 * c, -2.0 * cl)
+
+
+@triton.jit
+def _stirling_half_log(lt, ltl):
+    """``0.5 log t + 0.5 log(2 pi)`` from ``log t`` as a double word (> 0 for t > 1)."""
+    return dd_add(0.5 * lt, 0.5 * ltl, _HALF_LOG_2PI_HI, _HALF_LOG_2PI_LO)
+
+
+@triton.jit
+def _poisson_log_terms(x, t):
+    """What the value and the gradient of log-rates share: the finite ``x``
+    and ``t`` (0 in place of the others), ``e^x`` (:func:`_poisson_exp`), and
+    the plain ``e^x`` for the specials, as in float64: between 132 and 709.78
+    3e38 (times ``up``, 2^64), beyond inf."""
+    fin_x = _finite(x)
+    fin_t = _finite(t)
+    xf = tl.where(fin_x, x, 0.0)
+    tf = tl.where(fin_t, t, 0.0)
+    e, el, up, down = _poisson_exp(xf)
+    ex = tl.where(x > 709.782712893384, _INF, tl.where(x > 132.0, 3.0e38, e))
+    ex = tl.where(x == -_INF, 0.0, tl.where(x == x, ex, x))
+    return fin_x, fin_t, xf, tf, e, el, up, down, ex
+
+
+@triton.jit
+def _poisson_log_d(xf, t, fin_t):
+    """``tb`` (``t`` where ``t > 1`` and finite, else 2), ``log tb`` and ``d = x
+    - log tb`` as double words (``log t`` within 2^-45.8: ``d`` to its own
+    rounding near 0)."""
+    tb = tl.where(fin_t & (t > 1.0), t, 2.0)
+    lt, ltl = log_pair(tb)
+    d, dl = two_sum(xf, -lt)
+    d, dl = fast_two_sum(d, dl - ltl)
+    return tb, lt, ltl, d, dl
+
+
+@triton.jit
+def _poisson_log_value(x, t, full):
+    """``e^x - t x`` (``t = 0``: ``e^x``): ``e^x`` within 2^-44 and ``t x`` exact
+    (TwoProduct), at the scale 2^-64 above ``x = 64`` (their difference may
+    be finite where ``e^x`` is not), rounded once. ``full`` (``t > 1``):
+    ``t (e^d - 1 - d) + 0.5 log(2 pi t)``, ``d = x - log t``, two terms >= 0
+    (:func:`_expm1_minus`): no cancellation left but in ``d``, a double word.
+    Infinities and NaN: the plain formulas, as the generic code's."""
+    fin_x, fin_t, xf, tf, e, el, up, down, ex = _poisson_log_terms(x, t)
+    tx, txl = two_prod(tf * down, xf)
+    h, hl = two_sum(e, -tx)
+    v = (h + (hl + (el - txl))) * up
+    # the plain formula (specials; x beyond 709.78 as 710 in t x, as in float64)
+    xc = tl.where(x < _INF, tl.minimum(x, 710.0), x)
+    plain = (ex - (t * down) * tl.where(t == 0.0, 0.0, xc)) * up
+    v = tl.where(fin_x & fin_t & (x <= 132.0) & (v == v), v, plain)
+    if full:
+        tb, lt, ltl, d, dl = _poisson_log_d(xf, t, fin_t)
+        f, fl = _expm1_minus(d, dl)
+        p, pl = dd_mul(tb, 0.0, f, fl)
+        s, sl = _stirling_half_log(lt, ltl)
+        w, wl = dd_add(p, pl, s, sl)
+        w = w + wl
+        # (t = inf, x = -inf, an overflow: inf; x = +inf: NaN, as expm1(inf) - inf)
+        special = tl.where((x == x) & (x < _INF), _INF, float("nan"))
+        w = tl.where(fin_x & fin_t & (x <= 132.0) & (w == w), w, special)
+        v = tl.where(t > 1.0, w, v)
+    return v
+
+
+@triton.jit
+def _poisson_log_grad(x, t, full):
+    """d/dx ``e^x - t`` (within 2^-44 of ``max(e^x, t)``); d/dt ``-x`` (0 where
+    ``t = 0``, whose term the loss leaves out), with ``full`` (``t > 1``)
+    ``log t - x + 0.5 / t``, from ``d`` in double words."""
+    fin_x, fin_t, xf, tf, e, el, up, down, ex = _poisson_log_terms(x, t)
+    h, hl = two_sum(e, -(tf * down))
+    dx = (h + (hl + el)) * up
+    dx = tl.where(fin_x & fin_t & (x <= 132.0), dx, (ex - t * down) * up)
+    dt = tl.where(t == 0.0, 0.0, -x)
+    if full:
+        tb, lt, _, d, dl = _poisson_log_d(xf, t, fin_t)
+        r, rl = quotient(0.5, tb, 0.0)
+        g, gl = dd_add(-d, -dl, r, rl)
+        g = tl.where(fin_x & fin_t, g + gl, (tl.where(fin_t, lt, t) - x) + 0.5 / tb)
+        dt = tl.where(t > 1.0, g, dt)
+    return dx, dt
+
+
+@triton.jit
+def _poisson_rate_terms(x, t, eh, el):
+    """What the value and the gradient of rates share: the finite ``x`` and
+    ``t`` (0 in place of the others), ``w = x + eps`` as a double word (its
+    sign exact), ``log w`` as a double word where ``w > 0``, ``n = x - t +
+    eps`` as a double word, and ``tb`` (``t`` where ``t > 1``, else 2)."""
+    fin_x = _finite(x)
+    fin_t = _finite(t)
+    xf = tl.where(fin_x, x, 0.0)
+    tf = tl.where(fin_t, t, 0.0)
+    w, wl = two_sum(xf, eh)
+    w, wl = fast_two_sum(w, wl + el)
+    pos = w > 0.0
+    ws = tl.where(pos, w, 1.0)
+    lw, lwl = log_pair(ws)
+    lw, lwl = two_sum(lw, lwl + tl.where(pos, wl, 0.0) / ws)
+    a, al = two_sum(xf, -tf)
+    n, nl = dd_add(a, al, eh, el)
+    tb = tl.where(fin_t & (t > 1.0), t, 2.0)
+    return fin_x, fin_t, xf, tf, w, wl, pos, lw, lwl, n, nl, tb
+
+
+@triton.jit
+def _poisson_rate_value(x, t, eh, el, full):
+    """``x - t log(x + eps)`` (``t = 0``: ``x``): ``x + eps`` and its log as
+    double words, ``t log`` by TwoProduct (at the scale 2^-64 where ``|t| >
+    2^100``), rounded once. ``full`` (``t > 1``): ``t (q - log(1 + q)) - eps +
+    0.5 log(2 pi t)``, ``q = (x + eps - t) / t``, by :func:`_minus_log1p` for
+    ``|q| < 0.5``, else as ``(x - t) - t (log w - log t)``, all in double words.
+    ``x + eps <= 0`` and infinities: the plain formulas, as the generic code's."""
+    fin_x, fin_t, xf, tf, w, _, pos, lw, lwl, n, nl, tb = _poisson_rate_terms(x, t, eh, el)
+    scaled = tl.abs(tf) > _TWO_100
+    down = tl.where(scaled, _TWO_M64, 1.0)
+    p, pl = dd_mul(tf * down, 0.0, lw, lwl)
+    h, hl = two_sum(xf * down, -p)
+    v = (h + (hl - pl)) * tl.where(scaled, _TWO_64, 1.0)
+    wp = tl.where(fin_x, w, x + eh)
+    lp = tl.where(wp == 0.0, -_INF, tl.where(wp == _INF, _INF, float("nan")))
+    lp = tl.where(pos & fin_x, lw + lwl, lp)
+    plain = x - tl.where(t == 0.0, 0.0, t * lp)
+    v = tl.where(fin_x & fin_t & pos, v, plain)
+    if full:
+        lt, ltl = log_pair(tb)
+        q, ql = quotient(n, tb, 0.0)
+        q, ql = fast_two_sum(q, ql + nl / tb)
+        small = tl.abs(q) < 0.5
+        f, fl = _minus_log1p(tl.where(small, q, 0.0), tl.where(small, ql, 0.0))
+        f, fl = dd_mul(tb, 0.0, f, fl)
+        f, fl = dd_add(f, fl, -eh, -el)
+        r, rl = dd_add(lw, lwl, -lt, -ltl)
+        r, rl = dd_mul(tb, 0.0, r, rl)
+        g, gl = two_sum(xf, -tb)
+        g, gl = dd_add(g, gl, -r, -rl)
+        f, fl = tl.where(small, f, g), tl.where(small, fl, gl)
+        s, sl = _stirling_half_log(lt, ltl)
+        f, fl = dd_add(f, fl, s, sl)
+        f = f + fl
+        # (x + eps = 0, an overflow: inf; x + eps < 0, t = inf, x = +-inf: NaN)
+        special = tl.where(fin_x & fin_t & (w >= 0.0), _INF, float("nan"))
+        f = tl.where(fin_x & fin_t & pos & (f == f), f, special)
+        v = tl.where(t > 1.0, f, v)
+    return v
+
+
+@triton.jit
+def _poisson_rate_grad(x, t, eh, el, full):
+    """d/dx ``1 - t / w = (x - t + eps) / w`` (1 where ``t = 0``), the
+    numerator exact; d/dt ``-log w`` (0 where ``t = 0``), with ``full``
+    (``t > 1``) ``log(t / w) + 0.5 / t``: ``-log(1 + q) = (q - log(1 + q))
+    - q`` for ``|q| < 0.5``, else ``log t - log w``, in double words."""
+    fin_x, fin_t, _, _, w, wl, pos, lw, lwl, n, nl, tb = _poisson_rate_terms(x, t, eh, el)
+    nonzero = w != 0.0
+    wn = tl.where(nonzero, w, 1.0)
+    g, gl = quotient(n, wn, tl.where(nonzero, wl, 0.0))
+    g = tl.where(_finite(g), g + (gl + nl / wn), g)  # (an overflow: inf, not inf - inf)
+    wp = tl.where(fin_x, w, x + eh)
+    dx = tl.where(fin_x & fin_t & nonzero, g, 1.0 - t / wp)
+    dx = tl.where(t == 0.0, 1.0, dx)
+    lp = tl.where(wp == 0.0, -_INF, tl.where(wp == _INF, _INF, float("nan")))
+    lp = tl.where(pos & fin_x, lw + lwl, lp)
+    dt = tl.where(t == 0.0, 0.0, -lp)
+    if full:
+        lt, ltl = log_pair(tb)
+        q, ql = quotient(n, tb, 0.0)
+        q, ql = fast_two_sum(q, ql + nl / tb)
+        small = tl.abs(q) < 0.5
+        f, fl = _minus_log1p(tl.where(small, q, 0.0), tl.where(small, ql, 0.0))
+        f, fl = dd_add(f, fl, -q, -ql)
+        r, rl = dd_add(lt, ltl, -lw, -lwl)
+        f, fl = tl.where(small, f, r), tl.where(small, fl, rl)
+        h, hl = quotient(0.5, tb, 0.0)
+        f, fl = dd_add(f, fl, h, hl)
+        f = tl.where(fin_x & fin_t & pos, f + fl, (tl.where(fin_t, lt, t) - lp) + 0.5 / tb)
+        dt = tl.where(t > 1.0, f, dt)
+    return dx, dt
+
+
+@triton.jit
+def poisson_nll_value(x, t, c, p, q):
+    """The Poisson NLL of log-rates (``p = 0``) or rates (``p != 0``), see above."""
+    if p == 0.0:
+        v = _poisson_log_value(x, t, q != 0.0)
+    else:
+        v = _poisson_rate_value(x, t, tl.abs(p), q, p < 0.0)
+    return v
+
+
+@triton.jit
+def poisson_nll_grad(x, t, c, p, q):
+    """d/dx and d/dt of :func:`poisson_nll_value`."""
+    if p == 0.0:
+        dx, dt = _poisson_log_grad(x, t, q != 0.0)
+    else:
+        dx, dt = _poisson_rate_grad(x, t, tl.abs(p), q, p < 0.0)
     return dx, dt, 0.0

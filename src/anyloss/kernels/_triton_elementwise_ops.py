@@ -4,6 +4,7 @@ their registry entries. See :mod:`anyloss.kernels._triton`."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +39,24 @@ def _gaussian_params(args: Mapping[str, Any]) -> tuple[float, float]:
     return float(args.get("eps", 1e-6)), _HALF_LOG_2PI if args.get("full", False) else 0.0
 
 
+def _poisson_params(args: Mapping[str, Any]) -> tuple[float, float]:
+    """Log-rates: ``(0, 1)`` with ``full``, else ``(0, 0)``; rates: eps as a
+    double word ``(hi, lo)`` of float32s, ``hi`` negated with ``full``."""
+    full = bool(args.get("full", False))
+    if args.get("log_input", True):
+        return 0.0, 1.0 if full else 0.0
+    eps = float(args.get("eps", 1e-8))
+    hi = struct.unpack("f", struct.pack("f", eps))[0]
+    return -hi if full else hi, eps - hi
+
+
+def _poisson_supported(args: Mapping[str, Any]) -> bool:
+    """Log-rates; rates with eps in [2^-100, 2^100] (its double word normal)."""
+    if args.get("log_input", True):
+        return True
+    return 2.0**-100 <= float(args.get("eps", 1e-8)) <= 2.0**100
+
+
 # loss -> (kernel functions' prefix in _triton_elementwise, its operands (two or
 # three), the weights' argument or None, the parameters (p, q) from the arguments)
 _ELEMENTWISE: dict[str, tuple[str, tuple[str, ...], str | None, Callable[..., Any]]] = {
@@ -50,6 +69,12 @@ _ELEMENTWISE: dict[str, tuple[str, tuple[str, ...], str | None, Callable[..., An
         None,
         _gaussian_params,
     ),
+    "poisson_nll_loss": ("poisson_nll", ("inputs", "targets"), None, _poisson_params),
+}
+
+# loss -> whether its options are ones the kernel computes (the others: every call)
+_SUPPORTED: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "poisson_nll_loss": _poisson_supported,
 }
 
 
@@ -165,6 +190,8 @@ def _elementwise_applies(loss: str) -> Callable[..., bool]:
             return False
         if not args.get("with_logits", True):
             return False  # (binary cross entropy of probabilities: the generic code)
+        if loss in _SUPPORTED and not _SUPPORTED[loss](args):
+            return False
         w = None if weights is None else args.get(weights)
         if w is None:
             return True
