@@ -561,8 +561,16 @@ for kind in ("bce_logits", "log_cosh", "gaussian_nll", "sigmoid_focal", "poisson
     lower(f"backward-{kind}", E.backward, {**flags, "GRAD": getattr(E, f"{kind}_grad")})
 
 # _triton_rows
+words = {n: "fp32" for n in ("eps_hi", "eps_lo", "m_hi", "m_lo", "root_hi", "root_lo")}
+words.update(p_hi="fp32", p_lo="fp32", q_hi="fp32", q_lo="fp32", Y="*fp32", N="*bf16")
 for kernel in ("cosine_forward", "cosine_backward"):
     lower(kernel, getattr(R, kernel), flags)
+for kernel in ("cosine_embedding_forward", "cosine_embedding_backward"):
+    lower(kernel, getattr(R, kernel), flags, **words)
+for kind in (0, 1, 2):  # (p other than 1 and 2, 1, 2)
+    for kernel in ("triplet_forward", "triplet_backward"):
+        lower(f"{kernel}-kind={kind}", getattr(R, kernel),
+              {**flags, "KIND": kind, "WANT_P": True, "WANT_N": True}, **words)
 
 print(json.dumps(report))
 """

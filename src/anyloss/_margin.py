@@ -38,6 +38,7 @@ from ._compensated import (
 from ._embedding import _plus_margin, _pow2_scale, _scale, _unscale
 from ._reduction import amax, reduce
 from ._typing import Array, ArrayLike
+from .kernels import fast
 
 __all__ = [
     "squared_hinge_loss",
@@ -295,8 +296,8 @@ def cosine_embedding_loss(
     be = resolve(func, ("x1", x1), ("x2", x2), ("targets", targets))
     xp = be.xp
     wide = be.wide
-    a = float_arg(be, func, "x1", x1, wide)
-    b = float_arg(be, func, "x2", x2, wide)
+    a = float_arg(be, func, "x1", x1)
+    b = float_arg(be, func, "x2", x2)
     normalize_axis(func, axis, a.ndim, "x1")
     normalize_axis(func, axis, b.ndim, "x2")
     shape = broadcast_shape(func, ("x1", a), ("x2", b))
@@ -318,6 +319,10 @@ def cosine_embedding_loss(
             f"{x1_shape} without axis {axis} ({rest})"
         )
     _check_signs(func, be, y)
+    out = fast(be, func, reduction, x1=a, x2=b, targets=y, axis=ax, margin=margin, eps=eps)
+    if out is not None:
+        return out
+    a, b = be.cast(a, wide), be.cast(b, wide)
 
     zero, one = be.scalar(0.0, wide), be.scalar(1.0, wide)
     s1, s2 = _scale(be, a, ax), _scale(be, b, ax)
