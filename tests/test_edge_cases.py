@@ -517,3 +517,23 @@ def test_cosine_similarity_of_a_nan_entry_is_nan(xp: Any, eps: float, rows: int)
     out = xp.to_numpy(anyloss.cosine_similarity_loss(xp.asarray(a), xp.asarray(b), eps=eps))
     assert np.isnan(out[0]) and np.isnan(out[::2]).all()
     np.testing.assert_allclose(out[1], 5 / (3 * np.sqrt(3)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-8])
+def test_cosine_embedding_of_a_nan_entry_is_nan(xp: Any, eps: float) -> None:
+    """A NaN entry, or an infinite one against a zero vector, makes the row
+    NaN for both targets, also with eps = 0 (the norms' comparison with eps is
+    False there, which once chose a cosine of 0: losses 1 and max(-margin, 0))."""
+    a = np.array([[1.0, np.nan, 2.0], [np.inf, 1.0, 0.0], [1.0, 2.0, 2.0]], np.float32)
+    b = np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], np.float32)
+    for target in (1.0, -1.0):
+        y = np.full(3, target, np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out = anyloss.cosine_embedding_loss(
+                xp.asarray(a), xp.asarray(b), xp.asarray(y), margin=-0.5, eps=eps
+            )
+            got = xp.to_numpy(out)
+        assert np.isnan(got[:2]).all(), (target, got)
+        cos = 5 / (3 * np.sqrt(3))
+        np.testing.assert_allclose(got[2], 1 - cos if target > 0 else cos + 0.5, rtol=1e-6)

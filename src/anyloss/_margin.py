@@ -349,7 +349,7 @@ def cosine_embedding_loss(
         big, small = xp.maximum(s1, s2), xp.minimum(s1, s2)
         cos_eps = dot * xp.where(large, zero, big * (small / eps))
     else:
-        cos_eps = zero
+        cos_eps = dot * zero  # (NaN where a NaN, or inf times 0, made the dot NaN)
     cos = xp.where(large, cos_norms, cos_eps)
     # 1 - cos = ||x1/|x1| - x2/|x2|||^2 / 2: no cancellation for parallel vectors
     diff = u1 / n1 - u2 / n2
@@ -412,7 +412,7 @@ def _cosine_embedding_terms(
         f, f_lo = dd_div(be, (small, zero), dd_constant(be, eps, dt))
         by_eps = dd_mul(be, dot, (f * big, f_lo * big))  # dot s1 s2 / eps
     else:
-        by_eps = (zero, zero)
+        by_eps = (dot[0] * zero, zero)  # (NaN where the dot is)
     cos = tuple(xp.where(large, n, e) for n, e in zip(by_norms, by_eps, strict=True))
     r, r_err = two_sum(-by_eps[0], one)  # 1 - cos_eps (the constant second)
     similar = xp.where(large, dd_finish(be, half, half_lo), dd_finish(be, r, r_err - by_eps[1]))
