@@ -74,6 +74,8 @@ _ELEMENTWISE: dict[str, tuple[str, tuple[str, ...], str | None, Callable[..., An
 
 # loss -> whether its options are ones the kernel computes (the others: every call)
 _SUPPORTED: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    # (binary cross entropy of probabilities: the generic code)
+    "binary_cross_entropy": lambda args: bool(args.get("with_logits", True)),
     "poisson_nll_loss": _poisson_supported,
 }
 
@@ -188,8 +190,6 @@ def _elementwise_applies(loss: str) -> Callable[..., bool]:
                 return False
         if transformed(a):
             return False
-        if not args.get("with_logits", True):
-            return False  # (binary cross entropy of probabilities: the generic code)
         if loss in _SUPPORTED and not _SUPPORTED[loss](args):
             return False
         w = None if weights is None else args.get(weights)
