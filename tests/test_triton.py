@@ -550,10 +550,24 @@ flags = {"BLOCK": 1024, "SMOOTH": True, "WEIGHTED": True, "THREE": True}
 flags.update(WANT_A=True, WANT_B=True, WANT_C=True)
 
 # _triton_softmax
+softmax_types = dict(A="*fp32", SCALE="*fp32", NOT_P="*fp32", AUX="*fp32", AUX_LO="*fp32",
+                     gamma="fp32", gamma_lo="fp32", R="i32")
 for kernel in ("ce_forward", "ce_backward"):
     for probs in (False, True):
-        lower(f"{kernel}-probs={probs}", getattr(S, kernel), {**flags, "PROBS": probs},
+        lower(f"{kernel}-probs={probs}", getattr(S, kernel),
+              {**flags, "PROBS": probs, "SCALED": False}, **softmax_types,
               T="*fp32" if probs else "*i64")
+lower("ce_backward-scaled", S.ce_backward, {**flags, "PROBS": False, "SCALED": True},
+      T="*i64", **softmax_types)
+for probs in (False, True):
+    lower(f"focal_forward-probs={probs}", S.focal_forward,
+          {**flags, "PROBS": probs, "ALPHA": probs}, **softmax_types,
+          T="*fp32" if probs else "*i64")
+lower("focal_backward", S.focal_backward, {**flags, "ALPHA": True}, T="*fp32", **softmax_types)
+lower("kl_forward", S.kl_forward, flags)
+lower("kl_backward", S.kl_backward, {**flags, "WANT_X": True, "WANT_T": True})
+lower("nll_forward", S.nll_forward, flags, T="*i64", **softmax_types)
+lower("nll_backward", S.nll_backward, {**flags, "BLOCK_R": 16}, T="*i64", **softmax_types)
 
 # _triton_elementwise
 for kind in ("bce_logits", "log_cosh", "gaussian_nll", "sigmoid_focal", "poisson_nll"):

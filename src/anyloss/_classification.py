@@ -757,10 +757,14 @@ def nll_loss(
             f"{func}(): targets.shape={shape_of(idx)} has more dimensions than "
             f"inputs.shape={shape_of(x)} without axis {axis} ({rest})"
         )
+    loss = None
     if ignore_index is None and class_weights is None:
-        out = fast(be, func, reduction, inputs=x, targets=idx, axis=ax)
-        if out is not None:
-            return out
+        if invalid is None:
+            out = fast(be, func, reduction, inputs=x, targets=idx, axis=ax)
+            if out is not None:
+                return out
+        else:  # unchecked indices (traced): the fast path's values, the bad rows NaN below
+            loss = kernels.values(be, func, "none", inputs=x, targets=idx, axis=ax)
     xp = be.xp
     while idx.ndim < len(rest):
         idx = xp.expand_dims(idx, axis=0)
@@ -768,7 +772,8 @@ def nll_loss(
     if ignore_index is not None:
         ignored = idx == ignore_index
         idx = xp.where(ignored, xp.zeros_like(idx), idx)
-    loss = -_take_along(be, x, idx, ax)
+    if loss is None:
+        loss = -_take_along(be, x, idx, ax)
     if reduction != "none" and be.name == "torch":
         # log-probabilities of any sign cancel in the sum, and torch sums
         # float32 in float32 (18 ulp on 3e5 mixed-sign rows): one value per

@@ -431,11 +431,40 @@ def softmax_focal_loss(
         shape[ax] = num_classes
         a_classes = xp.reshape(a, tuple(shape))
 
+    # a fast path's per-row values (with a per-class alpha under probabilities),
+    # then alpha where it is a factor per row, the bad indices and the weights
+    invalid = None
+    if as_probs:
+        q = float_arg(be, func, "targets", t, dtype)
+        per_class = None if a is None or isinstance(a, float) else a
+        fast_loss = kernels.values(
+            be, func, "none", logits=x, targets=q, axis=ax, alpha=per_class, gamma=g
+        )
+    else:
+        idx, invalid = checked_class_indices(
+            be,
+            func,
+            "targets",
+            t,
+            num_classes,
+            f"axis {ax} of logits with shape {shape_of(x)}",
+            ignore_supported=False,
+        )
+        fast_loss = kernels.values(
+            be, func, "none", logits=x, targets=idx, axis=ax, alpha=None, gamma=g
+        )
+    if fast_loss is not None:
+        if isinstance(a, float):
+            fast_loss = a_classes * fast_loss
+        elif a is not None and not as_probs:
+            fast_loss = _take_along(be, a_classes, idx, ax) * fast_loss
+        loss = poison(be, fast_loss, invalid)
+        return reduce(be, _weighted(be, func, loss, weights, num_classes, "alpha"), reduction)
+
     log_p, not_p = _log_softmax(be, x, ax)
     zero = be.scalar(0.0, dtype)
     exact = be.float32_only and g != 0.0 and dtype == be.wide
     if as_probs:
-        q = float_arg(be, func, "targets", t, dtype)
         # 0 log 0 = 0: an absent class's log-probability (maybe -inf) is masked
         # before it is used, so no 0 * inf appears in the value or the gradient
         log_p = xp.where(q == zero, zero, log_p)
@@ -451,15 +480,6 @@ def softmax_focal_loss(
             terms = a_classes * terms
         loss = xp.sum(terms, axis=ax)
     else:
-        idx, invalid = checked_class_indices(
-            be,
-            func,
-            "targets",
-            t,
-            num_classes,
-            f"axis {ax} of logits with shape {shape_of(x)}",
-            ignore_supported=False,
-        )
         log_p_y = _take_along(be, log_p, idx, ax)
         loss = -log_p_y
         if g != 0.0:
