@@ -35,7 +35,7 @@ from anyloss import kernels
 
 pytest.importorskip("triton")
 torch = pytest.importorskip("torch")
-from triton_support import INF, NAN, TRITON_BOUND, both  # noqa: E402
+from triton_support import INF, NAN, TRITON_BOUND, both, compiled_and_generic  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("triton_on_cpu")
 
@@ -486,7 +486,7 @@ def test_a_second_derivative_raises(triton_on_cpu: list[str]) -> None:
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiles_as_one_op(triton_on_cpu: list[str]) -> None:
-    dynamo = pytest.importorskip("torch._dynamo")
+    pytest.importorskip("torch._dynamo")
     rng = np.random.default_rng(9)
     x = torch.tensor(rng.normal(size=(4, 13)), dtype=torch.float32)
     t = torch.tensor(rng.integers(0, 13, 4))
@@ -494,16 +494,8 @@ def test_compiles_as_one_op(triton_on_cpu: list[str]) -> None:
     def step(v: Any) -> Any:
         return anyloss.cross_entropy(v, t, label_smoothing=0.1, reduction="mean")
 
-    dynamo.reset()
-    compiled = torch.compile(step, fullgraph=True, dynamic=False)
-    first = x.clone().requires_grad_(True)
-    out = compiled(first)
-    (grad,) = torch.autograd.grad(out, first)
+    out, grad, want, want_grad = compiled_and_generic(step, x)
     assert triton_on_cpu
-    with kernels.generic():
-        want_first = x.clone().requires_grad_(True)
-        want = step(want_first)
-    (want_grad,) = torch.autograd.grad(want, want_first)
     torch.testing.assert_close(out, want, rtol=1e-6, atol=0)
     torch.testing.assert_close(grad, want_grad, rtol=1e-5, atol=1e-8)
 

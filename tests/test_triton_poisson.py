@@ -29,7 +29,7 @@ from anyloss import kernels
 
 pytest.importorskip("triton")
 torch = pytest.importorskip("torch")
-from triton_support import INF, NAN, TRITON_BOUND  # noqa: E402
+from triton_support import INF, NAN, TRITON_BOUND, compiled_and_generic  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("triton_on_cpu")
 
@@ -374,7 +374,7 @@ def test_a_second_derivative_raises(triton_on_cpu: list[str]) -> None:
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiles_as_one_op(triton_on_cpu: list[str]) -> None:
-    dynamo = pytest.importorskip("torch._dynamo")
+    pytest.importorskip("torch._dynamo")
     r = np.random.default_rng(9)
     x = _tensor(np.exp(r.normal(size=(4, 13))))
     t = _tensor(r.poisson(2.0, (4, 13)))
@@ -382,15 +382,7 @@ def test_compiles_as_one_op(triton_on_cpu: list[str]) -> None:
     def step(v: Any) -> Any:
         return anyloss.poisson_nll_loss(v, t, log_input=False, full=True, eps=0.1)
 
-    dynamo.reset()
-    compiled = torch.compile(step, fullgraph=True, dynamic=False)
-    first = x.clone().requires_grad_(True)
-    out = compiled(first)
-    (grad,) = torch.autograd.grad(out, first)
+    out, grad, want, want_grad = compiled_and_generic(step, x)
     assert triton_on_cpu
-    with kernels.generic():
-        want_first = x.clone().requires_grad_(True)
-        want = step(want_first)
-    (want_grad,) = torch.autograd.grad(want, want_first)
     torch.testing.assert_close(out, want, rtol=1e-6, atol=0)
     torch.testing.assert_close(grad, want_grad, rtol=1e-5, atol=1e-8)

@@ -26,7 +26,7 @@ from anyloss import kernels
 
 pytest.importorskip("triton")
 torch = pytest.importorskip("torch")
-from triton_support import INF, NAN, TRITON_BOUND  # noqa: E402
+from triton_support import INF, NAN, TRITON_BOUND, compiled_and_generic  # noqa: E402
 
 from anyloss.kernels import _triton_rows_ops  # noqa: E402
 
@@ -483,22 +483,14 @@ def test_a_second_derivative_raises(triton_on_cpu: list[str]) -> None:
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiles_as_one_op(triton_on_cpu: list[str]) -> None:
-    dynamo = pytest.importorskip("torch._dynamo")
+    pytest.importorskip("torch._dynamo")
     rng = np.random.default_rng(27)
     a, pos, neg = (_t(rng.normal(size=(4, 9))) for _ in range(3))
 
     def step(v: Any) -> Any:
         return anyloss.triplet_loss(v, pos, neg, margin=0.7, reduction="mean")
 
-    dynamo.reset()
-    compiled = torch.compile(step, fullgraph=True, dynamic=False)
-    first = a.clone().requires_grad_(True)
-    out = compiled(first)
-    (grad,) = torch.autograd.grad(out, first)
+    out, grad, want, want_grad = compiled_and_generic(step, a)
     assert triton_on_cpu
-    with kernels.generic():
-        want_first = a.clone().requires_grad_(True)
-        want = step(want_first)
-    (want_grad,) = torch.autograd.grad(want, want_first)
     torch.testing.assert_close(out, want, rtol=1e-6, atol=0)
     torch.testing.assert_close(grad, want_grad, rtol=1e-5, atol=1e-8)
