@@ -409,17 +409,23 @@ def test_mlx_compile_takes_the_generic_code(monkeypatch: pytest.MonkeyPatch) -> 
     assert abs(got.item() - eager.item()) <= 4e-7 * abs(eager.item())
 
 
-def test_jax_entries_need_force(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("jax")
+def test_jax_kernels_measured_slower_need_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nll_loss's kernel is slower than XLA's code forward+backward: JAX
+    takes it with ``ANYLOSS_KERNELS=force`` only."""
+    jax = pytest.importorskip("jax")
     import jax.numpy as jnp
 
+    if jax.config.jax_enable_x64:
+        pytest.skip("x64 is on: no kernel without force")
     used = _spy(monkeypatch)
     x = jnp.ones((64, 100))
     t = jnp.zeros(64, dtype=jnp.int32)
+    anyloss.nll_loss(x, t)
     anyloss.cross_entropy(x, t)
     monkeypatch.setattr(_config, "_MODE", "on")
+    anyloss.nll_loss(x, t)
     anyloss.cross_entropy(x, t)
-    assert used == ["numba", "generic"]
+    assert used == ["numba", "numba", "generic", "numba"]
 
 
 @pytest.mark.parametrize(
@@ -428,37 +434,42 @@ def test_jax_entries_need_force(monkeypatch: pytest.MonkeyPatch) -> None:
         ("cosine_similarity_loss", 2),
         ("triplet_loss", 3),
         ("gaussian_nll_loss", 3),
+        ("kl_div_loss", 2),
+        ("huber_loss", 2),
     ],
 )
-def test_jax_without_x64_takes_the_kernels_where_float32_is_double_word(
+def test_jax_without_x64_takes_the_kernels_measured_faster(
     monkeypatch: pytest.MonkeyPatch, loss: str, count: int
 ) -> None:
-    """Without x64 the losses of ``EXACT_FLOAT32`` take the kernels in the
-    default mode (float64 inside: as exact as their double-word generic
-    code, and faster under XLA), values and gradients of every argument
-    under ``jax.jit``; the others (cross_entropy, kl_div_loss) keep XLA's
-    code."""
+    """Without x64 the kernels of ``FAST_FLOAT32`` run in the default mode
+    (float64 inside, read in place through XLA's FFI), values and gradients
+    of every argument under ``jax.jit``; the others (nll, mse) keep XLA's
+    code, and so does BCE with weights (no gradient kernel for them)."""
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
     if jax.config.jax_enable_x64:
         pytest.skip("x64 is on: the generic code computes in float64")
     from anyloss.kernels import _jax
 
-    assert loss in _jax.EXACT_FLOAT32
     monkeypatch.setattr(_config, "_MODE", "on")
     rng = np.random.default_rng(21)
     arrays = [rng.standard_normal((256, 256)).astype(np.float32) for _ in range(count)]
     if loss == "gaussian_nll_loss":
         arrays[2] = np.abs(arrays[2]) + np.float32(0.1)
+    if loss == "kl_div_loss":
+        arrays = [a - np.log(np.exp(a).sum(-1, keepdims=True)) for a in arrays]
     used = _spy(monkeypatch)
     js = [jnp.asarray(a) for a in arrays]
     value = jax.jit(lambda *a: getattr(anyloss, loss)(*a, reduction="none"))(*js)
     grads = jax.jit(
         jax.grad(lambda *a: getattr(anyloss, loss)(*a, reduction="sum"), range(count))
     )(*js)
-    anyloss.cross_entropy(js[0], jnp.zeros(256, dtype=jnp.int32))
-    anyloss.kl_div_loss(jax.nn.log_softmax(js[0]), jax.nn.log_softmax(js[1]))
-    assert used == ["numba", "numba", "generic", "generic"]
+    anyloss.nll_loss(js[0], jnp.zeros(256, dtype=jnp.int32))
+    anyloss.mse_loss(js[0], js[1])
+    probs = jax.nn.sigmoid(js[1])
+    anyloss.binary_cross_entropy(js[0], probs, weights=probs)
+    assert used == ["numba", "numba", "generic", "generic", "generic"]
+    assert {"ce_index", "kl_div", "cosine", "triplet", "gaussian_nll"} <= _jax.FAST_FLOAT32
     ref, ref_grads = _reference(loss, tuple(arrays), tuple(range(count)), {})
     _assert_close(np.asarray(value), ref, "value")
     for g, r in zip(grads, ref_grads, strict=True):

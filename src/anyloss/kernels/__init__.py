@@ -17,9 +17,10 @@ module                        entries
                               ``torch.compile``); ``torch.nn.functional``'s
                               ``l1/mse/smooth_l1/huber_loss`` on any device,
                               where the kernels do not apply
-``_jax.py``                   numba kernels on CPU arrays, in a
-                              ``jax.pure_callback`` under ``jax.custom_jvp``
-                              (``jit``, ``grad``, ``jvp``, ``vmap``)
+``_jax.py``                   numba kernels on CPU arrays, in an XLA FFI call
+                              (``_xla_ffi.py``: XLA's buffers, no copy) under
+                              ``jax.custom_jvp`` (``jit``, ``grad``, ``jvp``,
+                              ``vmap``)
 ``_mlx.py``                   numba kernels on MLX's CPU device, through
                               ``mx.custom_function`` with a ``vjp`` (outside
                               ``mx.compile``/``mx.vmap``: the generic code there)

@@ -472,7 +472,10 @@ def plan(loss: str, reduction: str, args: Mapping[str, Any], describe: Describe)
 
 
 def execute(
-    p: Plan, arrays: Sequence[np.ndarray], grads: Sequence[bool] = ()
+    p: Plan,
+    arrays: Sequence[np.ndarray],
+    grads: Sequence[bool] = (),
+    out: Sequence[np.ndarray | None] = (),
 ) -> tuple[Any, list[np.ndarray]]:
     """Run ``p`` on ``arrays`` (its operands, as NumPy arrays of their
     shapes and dtypes). ``grads``: per gradient slot, whether to compute it
@@ -481,31 +484,39 @@ def execute(
     Returns the loss values (float64 per row; per element in the input dtype,
     flat; or, for ``total``, the float64 sum as a 0-d array) and the
     gradients (the operands' shapes; empty arrays where not wanted).
+
+    ``out``: where to write them instead of new arrays (C-contiguous, of the
+    shapes and dtypes returned; None where a new one will do): the values
+    (not for ``total``), then one per gradient slot.
     """
     k = load()
     want = bool(grads) and any(grads)
     slots = p.grad_slots()
+    given = list(out) + [None] * (1 + len(slots) - len(out))
     outs = []
     if want:
-        for slot, on in zip(slots, grads, strict=True):
+        for slot, on, into in zip(slots, grads, given[1:], strict=True):
             a = arrays[slot]
-            outs.append(np.empty(a.shape if on else (0,) * a.ndim, dtype=a.dtype))
+            if on and into is not None:
+                outs.append(into.reshape(a.shape))
+            else:
+                outs.append(np.empty(a.shape if on else (0,) * a.ndim, dtype=a.dtype))
     kernel = getattr(k, grad_kernel(p.kernel) if want else p.kernel)
     cost = p.cost * (_GRAD_COST if want else 1.0)
     if want and p.kernel == "nll":  # reads one entry per row, writes every one
         cost = _NS_DEFAULT * arrays[0].shape[1]
     if p.rows:
         rows = arrays[0].shape[0]
-        out = np.empty(rows, dtype=np.float64)
-        parallel(kernel, (*arrays, *p.params, out, *outs), rows, cost)
-        return out, outs
+        values = np.empty(rows, dtype=np.float64) if given[0] is None else given[0]
+        parallel(kernel, (*arrays, *p.params, values, *outs), rows, cost)
+        return values, outs
     n = arrays[0].size
     blocks = -(-n // k.BLOCK)
     if p.total:
         values = np.empty(0, dtype=p.dtype)
         part = np.empty(blocks, dtype=np.float64)
     else:
-        values = np.empty(n, dtype=p.dtype)
+        values = np.empty(n, dtype=p.dtype) if given[0] is None else given[0].reshape(n)
         part = np.empty(0, dtype=np.float64)
     parallel(kernel, (*arrays, *p.params, values, part, *outs), blocks, cost)
     if p.total:
@@ -529,11 +540,14 @@ class Call(NamedTuple):
 
 
 def run_call(
-    call: Call, arrays: Sequence[np.ndarray], grads: bool | Sequence[bool]
+    call: Call,
+    arrays: Sequence[np.ndarray],
+    grads: bool | Sequence[bool],
+    out: Sequence[np.ndarray | None] = (),
 ) -> tuple[Any, list[np.ndarray]]:
     """:func:`execute` for ``call`` on NumPy ``arrays`` (integer ones are
     made int64, every one C-contiguous); ``grads``: every gradient or none,
-    or one flag per gradient slot."""
+    or one flag per gradient slot; ``out`` as :func:`execute` takes it."""
     flat = [
         np.ascontiguousarray(a, dtype=np.int64 if a.dtype.kind in "iub" else a.dtype)
         for a in arrays
@@ -543,7 +557,8 @@ def run_call(
     p = Plan(call.kernel, call.rows, ops, call.params, (), call.total, per)
     if isinstance(grads, bool):
         grads = (grads,) * len(call.slots)
-    return execute(p, flat, tuple(grads) if any(grads) else ())
+    wanted = tuple(grads) if any(grads) else ()
+    return execute(p, flat, wanted, out) if out else execute(p, flat, wanted)
 
 
 def numpy_operands(p: Plan, args: Mapping[str, Any]) -> list[np.ndarray]:

@@ -1,38 +1,36 @@
 """JAX's entries: the numba kernels on CPU arrays, with their gradients.
 
-The kernel runs in a ``jax.pure_callback`` (so ``jax.jit`` compiles around
-it) inside a ``jax.custom_jvp``: the primal call runs the forward kernel
-alone; under differentiation the gradient kernel runs instead, for the
-operands that have a tangent, and the output's tangent is the (linear)
-product of its gradients with the tangents, which JAX transposes for
-reverse mode: ``jax.grad``, ``jax.jvp`` and ``jax.vmap`` work, and a second
-derivative raises (a callback has no derivative). The callback declares
-``vmap_method="broadcast_all"`` and takes the batch itself: rows and
-elements of the batch are more rows and elements of one kernel call; sums
-(``'mean'``/``'sum'``) are taken per batch item.
+The kernel runs in an XLA FFI custom call (``jax.ffi.ffi_call``, so
+``jax.jit`` compiles around it) whose handler (:mod:`._xla_ffi`) reads
+XLA's operand buffers and writes its result buffers in place: no copy
+either way. The call sits inside a ``jax.custom_jvp``: the primal call runs
+the forward kernel alone; under differentiation the gradient kernel runs
+instead, for the operands that have a tangent, and the output's tangent is
+the (linear) product of its gradients with the tangents, which JAX
+transposes for reverse mode: ``jax.grad``, ``jax.jvp`` and ``jax.vmap``
+work, and a second derivative raises (the call has no derivative). The
+call declares ``vmap_method="broadcast_all"`` and takes the batch itself:
+rows and elements of the batch are more rows and elements of one kernel
+call; sums (``'mean'``/``'sum'``) are taken per batch item.
 
 Without x64, the per-row losses and the sums come back in float32 (rounded
 once from the kernel's float64).
 
-These entries apply with ``ANYLOSS_KERNELS=force``, and without x64 for the
-losses of :data:`EXACT_FLOAT32`. A callback sees its operands as
-``jax.Array`` objects, and reading one as NumPy copies it (0.3 s for
-4096x32000 float32 logits here), its results are copied back, and XLA's own
-fused code is fast on the CPU: measured forward+backward under ``jax.jit``,
-the callback path took 3.3x JAX's native losses (geometric mean over the
-benchmark's cases) where the generic code, made of ``jnp`` operations that
-XLA fuses, takes about 1.5x. They wait for a zero-copy call (XLA's FFI) to
-pay off.
+Which kernels apply by default: the ones of :data:`FAST_FLOAT32`, measured
+faster than the generic code's XLA loops (or as fast forward+backward and
+faster forward), without x64. With x64 the generic code is plain float64
+arithmetic that XLA fuses, and no kernel applies by default. With
+``ANYLOSS_KERNELS=force`` every kernel that has a gradient variant applies.
 
-Without x64, though, the generic code of the losses whose terms cancel
-carries float32 double words (:mod:`anyloss._compensated`), and XLA's CPU
-code for that arithmetic is slow: it does not fuse the dozens of operations
-into one loop (each TwoSum's shared values split the fusion, and a chain
-fused into a reduction runs unvectorized). The kernels compute in float64
-and round once, as exact, and faster (16384x256 float32, 2-core CPU,
-``jax.jit``, forward / ``jax.grad`` of the mean in ms, two runs; on the
-benchmark's sizes, forward+backward, 65536x256: cosine 116 against 111,
-triplet 155 against 338, Gaussian NLL on 2**24 elements 205 against 527):
+Without x64, the generic code of the losses whose terms cancel carries
+float32 double words (:mod:`anyloss._compensated`), and XLA's CPU code for
+that arithmetic is slow: it does not fuse the dozens of operations into one
+loop (each TwoSum's shared values split the fusion, and a chain fused into
+a reduction runs unvectorized). The kernels compute in float64 and round
+once, as exact, and faster. Measured before the FFI call replaced a
+``jax.pure_callback`` (which copied every operand and result; 16384x256
+float32, 2-core CPU, ``jax.jit``, forward / ``jax.grad`` of the mean in ms,
+two runs):
 
 ======================  ==============  =================  =====================
 loss                    kernel          generic, double    generic, plain
@@ -61,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _cpu, _registry
+from . import _cpu, _registry, _xla_ffi
 from ._config import mode
 from ._cpu import Call, Info
 
@@ -89,29 +87,28 @@ def _value_dtype(call: Call, dtype: np.dtype, x64: bool) -> np.dtype:
 
 
 def _run(
-    call: Call, x64: bool, grads: tuple[bool, ...], *arrays: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """The callback: the kernel on (possibly batched) NumPy arrays."""
-    arrays = tuple(np.asarray(a) for a in arrays)
+    call: Call,
+    x64: bool,
+    grads: tuple[bool, ...],
+    arrays: Sequence[np.ndarray],
+    results: Sequence[np.ndarray],
+) -> None:
+    """The FFI handler's work: the kernel on (possibly batched) operands,
+    writing the loss values and the gradients into XLA's result buffers."""
     batch = arrays[0].shape[: arrays[0].ndim - (2 if call.rows else 1)]
     if batch and call.total:  # one sum per batch item
-        items = [_run(call, x64, grads, *(a[i] for a in arrays)) for i in np.ndindex(*batch)]
-        return tuple(
-            np.stack([item[k] for item in items]).reshape(batch + items[0][k].shape)
-            for k in range(len(items[0]))
-        )
+        for i in np.ndindex(*batch):
+            _run(call, x64, grads, [a[i] for a in arrays], [r[i] for r in results])
+        return
     flat = [a.reshape((-1, *a.shape[len(batch) + 1 :])) for a in arrays]
-    values, outs = _cpu.run_call(call, flat, grads)
-    shape = arrays[0].shape
-    values = np.asarray(values, dtype=_value_dtype(call, arrays[0].dtype, x64))
-    values = values.reshape(shape[:-1] if call.rows else (() if call.total else shape))
-    if not any(grads):
-        outs = [np.empty(0, dtype=arrays[s].dtype) for s in call.slots]
-    grads_out = (
-        g.reshape(arrays[s].shape) if on else np.empty((*batch, 0), dtype=arrays[s].dtype)
-        for s, g, on in zip(call.slots, outs, grads, strict=True)
-    )
-    return (values, *grads_out)
+    into = results[0]
+    # the kernel's values: float64 per row, the input's dtype per element
+    direct = not call.total and into.dtype == (np.float64 if call.rows else flat[0].dtype)
+    out = [into if direct else None]
+    out += [r if on else None for r, on in zip(results[1:], grads, strict=True)]
+    values, _ = _cpu.run_call(call, flat, grads if any(grads) else False, out)
+    if not direct:
+        into[...] = np.asarray(values).reshape(into.shape)
 
 
 def _callback(
@@ -124,12 +121,9 @@ def _callback(
     for slot, on in zip(call.slots, grads, strict=True):
         a = arrays[slot]
         out.append(struct(a.shape if on else (0,), a.dtype))
-    result = jax.pure_callback(
-        functools.partial(_run, call, x64, grads),
-        tuple(out),
-        *arrays,
-        vmap_method="broadcast_all",
-    )
+    key = (call, x64, grads)
+    name = _xla_ffi.target(key, functools.partial(_run, call, x64, grads))
+    result = jax.ffi.ffi_call(name, tuple(out), vmap_method="broadcast_all")(*arrays)
     return tuple(result)
 
 
@@ -191,26 +185,48 @@ def _forward(loss: str) -> Any:
     return forward
 
 
-#: The losses whose kernels JAX takes without x64 (see the module docstring):
-#: their generic float32 code is double-word arithmetic, and their gradient
-#: kernels cover every float operand (a call differentiated with respect to
-#: an operand a kernel cannot would raise, where the generic code does not).
-#: Not ``kl_div_loss``: on 4096x32000 log-probabilities the callback's copies
-#: cost more than XLA's double words (2.1 s against 1.6 forward+backward),
-#: though on 16384x256 it is 10x faster (the table above).
-EXACT_FLOAT32 = frozenset(
-    {"cosine_similarity_loss", "triplet_loss", "gaussian_nll_loss", "log_cosh_loss"}
+#: The kernels JAX takes by default (without x64, from :data:`MIN_SIZE
+#: <anyloss.kernels._config.MIN_SIZE>` elements): those measured faster than
+#: XLA's code of the generic path, forward+backward under ``jax.jit``
+#: (``benchmarks/run.py --libs jax``, 2-core CPU; anyloss / JAX's own loss,
+#: generic path -> kernel): kl_div 5.7 -> 1.3, probability-target cross
+#: entropy 1.48 -> 1.05, BCE 0.97 -> 0.54 (probabilities 1.22 -> 0.89), Huber
+#: 0.96 -> 0.59, margin ranking 1.15 -> 0.97, cosine 1.28 -> 0.64, triplet
+#: 4.8 -> 0.73, and index cross entropy, equal forward+backward (1.62) and
+#: 1.6x faster forward. Not: nll (1.03 -> 1.31), l1 and mse (1.0, 1.24 ->
+#: 1.46), hinge (0.96 -> 1.05): one fused XLA loop is as fast as memory
+#: allows, and the kernel's gradient then costs one more pass.
+FAST_FLOAT32 = frozenset(
+    {
+        "ce_index",
+        "ce_probs",
+        "kl_div",
+        "bce_logits",
+        "bce_probs",
+        "smooth_l1",
+        "huber",
+        "log_cosh",
+        "margin_ranking",
+        "gaussian_nll",
+        "cosine",
+        "cosine_dd",
+        "triplet",
+        "triplet_dd",
+    }
 )
 
 
 def _applies(loss: str) -> Any:
     def applies(be: Any, reduction: str, args: Mapping[str, Any]) -> bool:
-        # see the module docstring: XLA is faster, but for double words
-        if mode() != "force" and (loss not in EXACT_FLOAT32 or _x64()):
-            return False
-        # no gradient kernel: under jax.grad the call would fail, so none at all
         plan = _cpu.plan(loss, reduction, args, _describe)
-        return plan is not None and _cpu.has_gradient(plan.kernel)
+        if plan is None or not _cpu.has_gradient(plan.kernel):
+            return False  # under jax.grad the call would fail: none at all
+        if mode() == "force":
+            return True
+        if _x64() or plan.kernel not in FAST_FLOAT32:
+            return False  # (under x64 the generic code is float64 and fused)
+        # an operand without a gradient kernel would raise under jax.grad
+        return all(o.grad or o.name is None or o.dtype.kind != "f" for o in plan.operands)
 
     return applies
 
