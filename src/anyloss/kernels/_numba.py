@@ -1036,6 +1036,17 @@ def _div_s(num, tot, tot_lo, y, zb):
     return t + (_fma(-t, tot, num) - t * tot_lo) * y
 
 
+@njit(nogil=True, fastmath=_KERNEL_FLAGS, error_model="numpy")
+def _ce_grad_row32(row, g, m, inv, sn, zb):
+    """softmax(row) - sn into g for a float32 row with the (finite) max m and
+    1 / (the sum of exp(row - m)) = inv: the exponentials as the forward
+    pass formed them (float32, x - max's rounding corrected), scaled in
+    float64 and rounded once. Not inlined: see ``_ce_tail32``."""
+    m64 = np.float64(m)
+    for c in range(row.size):
+        g[c] = np.float32(_exp_d(np.float64(row[c]) - m64) * inv - sn)
+
+
 @_kernel
 def ce_index_grad(x, idx, smoothing, out, grad, r0, r1):
     """``ce_index`` (``out``, bit for bit) and its gradient w.r.t. x in
@@ -1058,10 +1069,20 @@ def ce_index_grad(x, idx, smoothing, out, grad, r0, r1):
         row = x[r]
         g = grad[r]
         i = idx[r]
-        loss, m, _, ties, zsum = _ce_index_row(row, i, smoothing, scale64, zb)
+        loss, m, rest, ties, zsum = _ce_index_row(row, i, smoothing, scale64, zb)
         out[r] = loss
         if zsum != zsum:  # a NaN or +inf logit, or every logit -inf
             _nan_row(g)
+            continue
+        if f32:  # one more pass, over the row in cache
+            tot = rest + ties
+            _ce_grad_row32(row, g, m, 1.0 / tot, sn, zb)
+            if 0 <= i < n:
+                if row[i] == m:  # (hidden: not (rest + ties) - 1, which cancels)
+                    pm1 = -(rest + _opaque(ties - 1.0, zb)) / tot
+                else:
+                    pm1 = _exp_d(np.float64(row[i]) - np.float64(m)) / tot - 1.0
+                g[i] = np.float32(pm1 + shift)
             continue
         tot, tot_lo, y, cy, below = _softmax_sum(row, m, ties, g, zb)
         if f32:
