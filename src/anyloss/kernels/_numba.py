@@ -707,8 +707,9 @@ def _ce_row32(row, smoothing, scale64, zb):
     grows. A block's float32 sums (a few terms per vector lane) go to
     float64 as in the two-pass kernel. ``zsum``: only with smoothing, in a
     second pass over the row (from the cache); else 0, or NaN for a row
-    with a NaN or +inf logit. 2.3x faster than the two-pass kernel on
-    4096x32000 logits, whose max pass read memory and exp pass the cache."""
+    with a NaN or +inf logit. On 4096x32000 logits, one core: 120 ms, where
+    the two-pass kernel (a max pass from memory, an exp pass from the cache,
+    blocks of variable trip count) took 215."""
     n = row.size
     m = _F32_LOWEST  # not -inf: -inf - -inf would be NaN for -inf logits
     rest = 0.0
