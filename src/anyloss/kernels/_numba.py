@@ -705,7 +705,7 @@ def _ce_row32(row, smoothing, scale64, zb):
     CLASS_BLOCK entries (each block's max first, then its terms against the
     running max, both from the L1 cache), ``rest`` moved where the max
     grows. A block's float32 sums (a few terms per vector lane) go to
-    float64 as in the two-pass kernel. ``zsum``: only with smoothing, in a
+    float64, as in the float64 kernel. ``zsum``: only with smoothing, in a
     second pass over the row (from the cache); else 0, or NaN for a row
     with a NaN or +inf logit. On 4096x32000 logits, one core: 120 ms, where
     the two-pass kernel (a max pass from memory, an exp pass from the cache,
@@ -738,7 +738,7 @@ def _ce_row32(row, smoothing, scale64, zb):
         s, t = _ce_tail32(row, full, m, zb)
         rest += s
         ties += t
-    if ties == 0.0:  # every logit -inf (or NaN): as the two-pass kernel, NaN
+    if ties == 0.0:  # every logit -inf (or NaN): as the float64 kernel, NaN
         return np.float32(-np.inf), rest, ties, np.nan
     if smoothing > 0.0:
         ms = np.float32(_opaque(np.float64(m) * scale64, zb))
@@ -761,24 +761,24 @@ def _ce_index_row32(row, i, smoothing, scale64, zb):
 
 def _ce_index_row(row, i, smoothing, scale64, zb):
     """One row of ``ce_index`` (shared with ``ce_index_grad``): ``(loss, max,
-    rest, ties, zsum)`` (see ``_ce_index_row_two_pass``)."""
+    rest, ties, zsum)`` (see ``_ce_index_row64``)."""
     raise NotImplementedError
 
 
 @overload(_ce_index_row, inline="always")
 def _ce_index_row_typed(row, i, smoothing, scale64, zb):
-    impl = _ce_index_row32 if row.dtype == types.float32 else _ce_index_row_two_pass
+    impl = _ce_index_row32 if row.dtype == types.float32 else _ce_index_row64
     return lambda row, i, smoothing, scale64, zb: impl(row, i, smoothing, scale64, zb)
 
 
 @_helper
-def _ce_index_row_two_pass(row, i, smoothing, scale64, zb):
-    """One row of ``ce_index`` (shared with ``ce_index_grad``): ``(loss, max,
-    rest, ties, zsum)``, ``rest`` the sum of exp(x - max) over the entries
-    below the max, ``ties`` the number of maxima, ``zsum`` the scaled sum of
-    x - max (NaN for a NaN or +inf logit or a row of -inf)."""
+def _ce_index_row64(row, i, smoothing, scale64, zb):
+    """One float64 row of ``ce_index`` (shared with ``ce_index_grad``):
+    ``(loss, max, rest, ties, zsum)``, ``rest`` the sum of exp(x - max) over
+    the entries below the max, ``ties`` the number of maxima, ``zsum`` the
+    scaled sum of x - max (NaN for a NaN or +inf logit or a row of -inf).
+    Float32 rows take ``_ce_index_row32``."""
     n = row.size
-    f32 = _f32(row)
     zero = _zero(row)
     one = _one(row)
     scale = _cast_like(row, scale64)
@@ -804,13 +804,10 @@ def _ce_index_row_two_pass(row, i, smoothing, scale64, zb):
             # sum into scale * (sum of x) - n * ms, which overflows
             zc = _opaque_t(row[c] * scale - ms, zb)
             zs += zc
-        if f32:  # float32 block sums: float64 holds them exactly enough
-            rest += s
-        else:
-            total = rest + s
-            err = _two_sum_error(rest, s, total, zb)
-            rest_err += err if abs(err) < np.inf else 0.0
-            rest = total
+        total = rest + s
+        err = _two_sum_error(rest, s, total, zb)
+        rest_err += err if abs(err) < np.inf else 0.0
+        rest = total
         ties += t
         zsum += zs
     rest += rest_err
@@ -1086,14 +1083,9 @@ def ce_index_grad(x, idx, smoothing, out, grad, r0, r1):
                 g[i] = np.float32(pm1 + shift)
             continue
         tot, tot_lo, y, cy, below = _softmax_sum(row, m, ties, g, zb)
-        if f32:
-            inv = y * (1.0 + cy)
-            for c in range(n):
-                g[c] = np.float32(np.float64(g[c]) * inv - sn)
-        else:
-            for c in range(n):
-                s1, s2, em1 = _exp_parts(row[c], m, zb)
-                g[c] = _fma(y, em1 + cy * (1.0 + em1), y) * s1 * s2 - sn
+        for c in range(n):
+            s1, s2, em1 = _exp_parts(row[c], m, zb)
+            g[c] = _fma(y, em1 + cy * (1.0 + em1), y) * s1 * s2 - sn
         if 0 <= i < n:
             if row[i] == m:
                 pm1 = -_div_s(below, tot, tot_lo, y, zb)

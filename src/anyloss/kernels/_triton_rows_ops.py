@@ -48,6 +48,39 @@ def _rows_of(*xs: Any) -> bool:
 
 # -- row losses ----------------------------------------------------------------------
 
+
+def _pair_backward(
+    loss: str,
+    kernel: str,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    saved: torch.Tensor,
+    grad: torch.Tensor,
+    eps: float,
+    want_a: bool,
+    want_b: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of a loss of two rows (cosine similarity, cosine
+    embedding) by its backward ``kernel``, which reads both rows, the
+    forward's per-row ``saved`` statistics and the incoming ``grad``."""
+    rows, d = a.shape
+    da, db = gradients(a, b, want_a, want_b)
+    if rows and (want_a or want_b):
+        _triton.launched(loss)
+        getattr(kernel_module("_triton_rows"), kernel)[(rows,)](
+            a, b, a.stride(0), b.stride(0), saved, grad.contiguous(),
+            da if want_a else a, db if want_b else b, d, eps,
+            WANT_A=want_a, WANT_B=want_b, BLOCK=block(d, 1024), enable_fp_fusion=True,
+        )  # fmt: skip
+    return da, db
+
+
+def _pair_backward_fake(
+    a: torch.Tensor, b: torch.Tensor, saved: Any, grad: Any, eps: Any, want_a: bool, want_b: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return gradients(a, b, want_a, want_b)
+
+
 _ROW_STATS = 6  # (_triton_rows.STATS)
 
 
@@ -89,21 +122,12 @@ def triton_cosine_similarity_backward(
     want_a: bool,
     want_b: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    rows, d = a.shape
-    da, db = gradients(a, b, want_a, want_b)
-    if rows and (want_a or want_b):
-        _triton.launched("cosine_similarity")
-        kernel_module("_triton_rows").cosine_backward[(rows,)](
-            a, b, a.stride(0), b.stride(0), saved, grad.contiguous(),
-            da if want_a else a, db if want_b else b, d, eps,
-            WANT_A=want_a, WANT_B=want_b, BLOCK=block(d, 1024), enable_fp_fusion=True,
-        )  # fmt: skip
-    return da, db
+    return _pair_backward(
+        "cosine_similarity", "cosine_backward", a, b, saved, grad, eps, want_a, want_b
+    )
 
 
-triton_cosine_similarity_backward.register_fake(
-    lambda a, b, saved, grad, eps, want_a, want_b: gradients(a, b, want_a, want_b)
-)
+triton_cosine_similarity_backward.register_fake(_pair_backward_fake)
 
 
 def _cosine_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
@@ -128,15 +152,7 @@ triton_cosine_similarity.register_autograd(_cosine_backward, setup_context=_cosi
 
 def _cosine_applies(be: Any, reduction: str, args: Mapping[str, Any]) -> bool:
     a, b = args["x1"], args["x2"]
-    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-        return False
-    if a.dtype not in FLOATS or b.dtype != a.dtype or a.shape != b.shape or a.ndim < 1:
-        return False
-    if not a.numel() or a.layout != torch.strided or b.layout != torch.strided:
-        return False
-    if args.get("axis", 1) not in (-1, a.ndim - 1):
-        return False
-    return not transformed(a)
+    return _rows_of(a, b) and args.get("axis", 1) in (-1, a.ndim - 1)
 
 
 def _cosine_forward(be: Any, reduction: str, args: Mapping[str, Any]) -> Any:
@@ -196,21 +212,12 @@ def triton_cosine_embedding_backward(
     want_a: bool,
     want_b: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    rows, d = a.shape
-    da, db = gradients(a, b, want_a, want_b)
-    if rows and (want_a or want_b):
-        _triton.launched("cosine_embedding")
-        kernel_module("_triton_rows").cosine_embedding_backward[(rows,)](
-            a, b, a.stride(0), b.stride(0), saved, grad.contiguous(),
-            da if want_a else a, db if want_b else b, d, eps,
-            WANT_A=want_a, WANT_B=want_b, BLOCK=block(d, 1024), enable_fp_fusion=True,
-        )  # fmt: skip
-    return da, db
+    return _pair_backward(
+        "cosine_embedding", "cosine_embedding_backward", a, b, saved, grad, eps, want_a, want_b
+    )
 
 
-triton_cosine_embedding_backward.register_fake(
-    lambda a, b, saved, grad, eps, want_a, want_b: gradients(a, b, want_a, want_b)
-)
+triton_cosine_embedding_backward.register_fake(_pair_backward_fake)
 
 
 def _embedding_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:

@@ -204,6 +204,12 @@ def _handler(fill: Fill) -> Any:
     return _HANDLER(handler)
 
 
+# a prototype of its own (not C.pythonapi's shared PyCapsule_New, whose
+# signature other code may set differently)
+_capsule = C.PYFUNCTYPE(C.py_object, C.c_void_p, C.c_char_p, C.c_void_p)(
+    ("PyCapsule_New", C.pythonapi)
+)
+
 _targets: dict[Hashable, str] = {}
 _handlers: list[Any] = []  # XLA keeps the pointers: keep their ctypes objects alive
 _lock = threading.Lock()
@@ -222,10 +228,7 @@ def target(key: Hashable, fill: Fill) -> str:
         name = _targets.get(key)
         if name is None:
             handler = _handler(fill)
-            new = C.pythonapi.PyCapsule_New
-            new.restype = C.py_object
-            new.argtypes = [C.c_void_p, C.c_char_p, C.c_void_p]
-            capsule = new(C.cast(handler, C.c_void_p), None, None)
+            capsule = _capsule(C.cast(handler, C.c_void_p), None, None)
             name = f"anyloss_kernel_{len(_handlers)}"
             jax.ffi.register_ffi_target(name, capsule, platform="cpu")
             _handlers.append(handler)
