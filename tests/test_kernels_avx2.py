@@ -88,6 +88,7 @@ def test_gradient_kernels_on_an_avx2_target() -> None:
         "tests/test_kernel_grads_softmax.py",
         "tests/test_kernel_grads_elementwise.py",
         "tests/test_kernel_grads_embedding.py",
+        "tests/test_linear_tiles.py",
     ]
     done = _run(["-m", "pytest", "-p", "no:cacheprovider", "-q", "-x", *files])
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

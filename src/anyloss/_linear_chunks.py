@@ -34,6 +34,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ._backend import Backend
 
 __all__ = ["Options", "Result", "plan", "run"]
@@ -188,8 +190,6 @@ def _exp_shifted(be: Backend, x: Any, m: Any, keep: bool) -> Any:
     """``exp(x - m[:, None])``; on NumPy written over ``x`` unless ``keep``
     (one tile alive instead of three)."""
     if be.name == "numpy" and not keep:
-        import numpy as np
-
         np.subtract(x, m[:, None], out=x)
         return np.exp(x, out=x)
     return be.xp.exp(x - m[:, None])
@@ -323,10 +323,15 @@ def _step(
     stats: tuple[Any, Any] | None,
     d_weight: Any,
     d_bias: Any,
+    kern: Any = None,
 ) -> tuple[Any, Any, Any, Any, Any, Any]:
     """One chunk of rows: ``(loss, m, rest, d_hidden, d_weight, d_bias)``; the
     first pass unless ``stats`` gives ``(m, rest)`` (``loss`` is then None),
-    the second where ``coef`` is given (else ``d_hidden`` is None)."""
+    the second where ``coef`` is given (else ``d_hidden`` is None). ``kern``:
+    the numba kernels, where :func:`anyloss._linear_tiles.kernels_for` gave
+    them."""
+    if kern is not None:
+        return _step_tiles(be, h, w, b, t, opt, coef, stats, d_weight, d_bias, kern)
     loss = tile = None
     if stats is None:
         st, tile = _first_pass(be, h, w, b, t, cw, opt, keep=coef is not None)
@@ -336,9 +341,56 @@ def _step(
     dh = None
     if coef is not None:
         reuse = tile if opt.block >= opt.num_classes else None
-        dh, d_weight, d_bias = _second_pass(
-            be, h, w, b, t, cw, opt, m, rest, coef, d_weight, d_bias, reuse
-        )
+
+        def grad(x: Any, th: Any, c0: int, c1: int) -> Any:
+            return _tile_grad(be, x, th, m, rest, t, cw, coef, opt, c0, c1)
+
+        def tiles(c0: int, c1: int) -> Any:
+            return reuse if reuse is not None else _tile(be, h, w, b, opt, c0, c1)
+
+        dh, d_weight, d_bias = _second_pass(be, h, w, b, opt, tiles, grad, d_weight, d_bias)
+    return loss, m, rest, dh, d_weight, d_bias
+
+
+def _step_tiles(
+    be: Backend,
+    h: Any,
+    w: Any,
+    b: Any,
+    t: Any,
+    opt: Options,
+    coef: Any,
+    stats: tuple[Any, Any] | None,
+    d_weight: Any,
+    d_bias: Any,
+    kern: Any,
+) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """:func:`_step` through the numba tile kernels (float32, no class
+    weights): the statistics stay float64 NumPy arrays between the passes."""
+    from . import _linear_tiles as lt
+
+    loss = tile = None
+    buf = lt.buffer(be, h, opt)  # every tile of the chunk is written there
+    if stats is None:
+        st, tile = lt.first_pass(be, kern, h, w, b, t, opt, buf)
+        loss = lt.library(be, lt.row_loss(st, opt))
+    else:
+        st = lt.numpy_stats(be, *stats)
+    dh = None
+    if coef is not None:
+        reuse = tile if opt.block >= opt.num_classes else None
+
+        def grad(x: Any, th: Any, c0: int, c1: int) -> Any:
+            return lt.tile_grad(be, kern, x, st, t, coef, opt, c0)
+
+        def tiles(c0: int, c1: int) -> Any:
+            if reuse is not None:  # one block: the first pass's tile
+                return reuse, None
+            return lt.tile(be, h, w, b, opt, c0, c1, buf), None
+
+        dh, d_weight, d_bias = _second_pass(be, h, w, b, opt, tiles, grad, d_weight, d_bias)
+    m = lt.library(be, st.m)
+    rest = lt.library(be, st.rest.astype(np.float32))
     return loss, m, rest, dh, d_weight, d_bias
 
 
@@ -374,6 +426,9 @@ def run(
     zero = be.scalar(0.0, dtype)
     if coef is not None and kept is not None:
         coef = xp.where(kept, coef, zero)
+    from ._linear_tiles import kernels_for
+
+    kern = kernels_for(be, w, cw)
     losses, ms, rests, d_hidden = [], [], [], []
     d_weight = d_bias = None
     if coef is not None:
@@ -394,6 +449,7 @@ def run(
             None if stats is None else (stats[0][start:stop], stats[1][start:stop]),
             d_weight,
             d_bias,
+            kern,
         )
         if stats is None:
             losses.append(loss)
@@ -424,24 +480,22 @@ def _second_pass(
     h: Any,
     w: Any,
     b: Any,
-    t: Any,
-    cw: Any,
     opt: Options,
-    m: Any,
-    rest: Any,
-    coef: Any,
+    tiles: Any,
+    grad: Any,
     d_weight: Any,
     d_bias: Any,
-    reuse: Any,
 ) -> tuple[Any, Any, Any]:
     """``d hidden`` of the rows ``h``; ``d_weight``/``d_bias`` updated (in
-    place on torch, else the new arrays returned)."""
+    place on torch and NumPy, else the new arrays returned). ``tiles(c0,
+    c1)``: the block's tile ``(x, th)``; ``grad(x, th, c0, c1)``: its
+    gradient ``dz``."""
     num = opt.num_classes
     dh = None
     for c0 in range(0, num, opt.block):
         c1 = min(num, c0 + opt.block)
-        x, th = reuse if reuse is not None else _tile(be, h, w, b, opt, c0, c1)
-        dz = _tile_grad(be, x, th, m, rest, t, cw, coef, opt, c0, c1)
+        x, th = tiles(c0, c1)
+        dz = grad(x, th, c0, c1)
         full = c0 == 0 and c1 == num
         wc = w if full else w[c0:c1, :]
         part = dz @ wc
@@ -458,7 +512,11 @@ def _second_pass(
             d_weight = d_weight.at[c0:c1, :].add(dz.T @ h)
             if d_bias is not None:
                 d_bias = d_bias.at[c0:c1].add(be.xp.sum(dz, axis=0))
-        else:  # NumPy-like libraries, MLX
+        elif be.name == "numpy":
+            d_weight[c0:c1, :] += dz.T @ h
+            if d_bias is not None:
+                d_bias[c0:c1] += be.xp.sum(dz, axis=0)
+        else:  # other NumPy-like libraries, MLX
             d_weight[c0:c1, :] = d_weight[c0:c1, :] + dz.T @ h
             if d_bias is not None:
                 d_bias[c0:c1] = d_bias[c0:c1] + be.xp.sum(dz, axis=0)

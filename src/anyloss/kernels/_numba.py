@@ -1094,6 +1094,100 @@ def ce_index_grad(x, idx, smoothing, out, grad, r0, r1):
             g[i] = _cast_like(g, pm1 + shift)
 
 
+# --------------------------------------------------------------------------
+# linear cross entropy (anyloss._linear_chunks): float32 tiles of logits, one
+# chunk of rows by one block of the vocabulary, reduced to running per-row
+# statistics (forward) or turned into their gradient in place (backward)
+
+
+@_kernel
+def linear_ce_stats32(x, c0, idx, smoothing, m, rest, xt, below, r0, r1):
+    """Fold the float32 tile ``x`` (the logits of a chunk's rows for the
+    classes c0 .. c0 + x.shape[1]) into rows r0..r1 of the running
+    statistics: ``m`` the largest logit so far (float32; -inf before the
+    first block), ``rest`` (float64) the sum of exp(x - m) over every logit
+    seen but one maximum, ``xt`` the target's logit (where ``idx`` falls in
+    the block), and with smoothing ``below`` (float64) the sum of m - x.
+
+    One read of each row (``_ce_row32``: the block's max, the sum of exp(x -
+    max) below it, its number of maxima); the block's sums join the running
+    ones in float64, moved to the larger max: nothing cancels. A NaN or +inf
+    logit makes ``rest`` NaN; a block of -inf logits adds nothing.
+    """
+    n = x.shape[1]
+    zb = _runtime_zero(n)
+    scale64 = _sum_scale(n)
+    for r in range(r0, r1):
+        row = x[r]
+        bm, brest, bties, zsum = _ce_row32(row, smoothing, scale64, zb)
+        i = idx[r] - c0
+        if 0 <= i < n:
+            xt[r] = row[i]
+        old = m[r]
+        if bties == 0.0:  # every logit -inf (nothing to add), or a NaN
+            if brest != brest:
+                rest[r] = np.nan
+            if smoothing > 0.0:  # m - (-inf)
+                below[r] = np.inf
+            continue
+        if bm > old:  # the old terms and one old maximum move to bm; one new maximum leaves
+            f = _exp_a(np.float64(old) - np.float64(bm))
+            rest[r] = (rest[r] + 1.0) * f + (brest + _opaque(bties - 1.0, zb))
+            if smoothing > 0.0:
+                moved = (np.float64(bm) - np.float64(old)) * c0 if c0 > 0 else 0.0
+                below[r] = below[r] + moved - zsum / scale64
+            m[r] = bm
+        else:
+            f = _exp_a(np.float64(bm) - np.float64(old))
+            rest[r] += (brest + bties) * f
+            if smoothing > 0.0:
+                gap = (np.float64(old) - np.float64(bm)) * n
+                below[r] = below[r] + gap - zsum / scale64
+
+
+@_kernel
+def linear_ce_grad32(x, c0, idx, m, rest, coef, smoothing, num_classes, cap, r0, r1):
+    """Turn rows r0..r1 of the float32 tile ``x`` (logits of the classes c0
+    .. c0 + x.shape[1], capped where ``cap`` > 0) into ``coef`` times the
+    loss's gradient with respect to them, in place: coef (p - (1 - s)
+    onehot(idx) - s / V), p = exp(x - m) / (1 + rest) from the forward
+    statistics, times the cap's derivative 1 - (x / cap)**2 (as (1 - t)(1 +
+    t)). The exponentials in float64 of the exact x - m, rounded once. At
+    the target, p - 1 is -rest / (1 + rest) where the target is a maximum
+    (no cancellation for confident rows), else the difference (p <= 1/2).
+    """
+    n = x.shape[1]
+    zb = _runtime_zero(n)
+    sn = smoothing / num_classes
+    shift = smoothing - sn  # -(1 - s) - s / V = -1 + shift
+    for r in range(r0, r1):
+        row = x[r]
+        k = coef[r]
+        mm = np.float64(m[r])
+        tot = 1.0 + rest[r]
+        inv = k / tot
+        ksn = k * sn
+        i = idx[r] - c0
+        xi = np.float64(row[i]) if 0 <= i < n else 0.0
+        if cap > 0.0:
+            for c in range(n):
+                v = np.float64(row[c])
+                th = v / cap
+                d = _opaque(1.0 - th, zb) * (1.0 + th)
+                row[c] = np.float32((_exp_d(v - mm) * inv - ksn) * d)
+        else:
+            for c in range(n):
+                row[c] = np.float32(_exp_d(np.float64(row[c]) - mm) * inv - ksn)
+        if 0 <= i < n:
+            # at a maximum, p - 1 = -rest / (1 + rest): no cancellation
+            pm1 = -rest[r] / tot if xi == mm else _exp_d(xi - mm) / tot - 1.0
+            g = k * (pm1 + shift)
+            if cap > 0.0:
+                th = xi / cap
+                g = g * (_opaque(1.0 - th, zb) * (1.0 + th))
+            row[i] = np.float32(g)
+
+
 @_kernel
 def ce_probs_grad(x, p, smoothing, out, grad, r0, r1):
     """``ce_probs`` (``out``, bit for bit) and its gradient w.r.t. x in
