@@ -7,7 +7,7 @@ import math
 import numbers
 from typing import Any
 
-from . import kernels
+from . import _linear_tiles, kernels
 from ._backend import Backend, convert, resolve
 from ._checks import (
     Reduction,
@@ -89,8 +89,9 @@ def linear_cross_entropy(
     reduced on the fly to a few numbers per row (an online logsumexp), and
     dropped. Where a gradient is wanted (PyTorch, JAX, MLX), a second pass
     forms each tile again and multiplies its gradient into the gradients of
-    ``hidden``, ``weight`` and ``bias``. Extra memory: a few tiles (4 MiB
-    each by default), whatever the number of tokens.
+    ``hidden``, ``weight`` and ``bias``. Extra memory: one tile on NumPy,
+    PyTorch's CPU and JAX's CPU (1/32 of the logits, 4 to 16 MiB by
+    default), a few tiles of 4 MiB elsewhere, whatever the number of tokens.
 
     The logits are computed in float32 from float16/bfloat16 inputs (float64
     from float64 ones), and the rest as in :func:`~anyloss.cross_entropy`: the sums
@@ -121,9 +122,10 @@ def linear_cross_entropy(
             Default: ``None`` (no cap).
         chunk_size: Rows (tokens) per chunk, or ``(rows, classes)``: the size
             of a tile of logits. Default: ``None``, 1024 rows by as many
-            classes as fit in 4 MiB (at least 256). One block for the whole
-            vocabulary saves the second product of the gradient (the tile
-            is reused) at the cost of a larger tile.
+            classes as fit in 4 MiB (at least 256), or in 1/32 of the
+            logits up to 16 MiB where the CPU tile kernels run. One block
+            for the whole vocabulary saves the second product of the
+            gradient (the tile is reused) at the cost of a larger tile.
 
     Returns:
         The loss in the array library of ``hidden``, and the result dtype of
@@ -238,7 +240,8 @@ def linear_cross_entropy(
     h2 = xp.reshape(h, (rows, width))
     t2 = xp.reshape(idx, (rows,))
     kept2 = None if kept is None else xp.reshape(kept, (rows,))
-    chunk, block = plan(rows, num_classes, _itemsize(be.work), chunk, block)
+    wide = _linear_tiles.planned(be, w, cw, rows)
+    chunk, block = plan(rows, num_classes, _itemsize(be.work), chunk, block, wide)
     opt = Options(num_classes, smoothing, cap, chunk, block)
 
     out = kernels.values(

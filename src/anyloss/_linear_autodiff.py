@@ -9,7 +9,9 @@ would save every chunk's logits for the backward pass):
   wanted, the gradients of that sum are computed in the same call as the
   value and only scaled by the incoming gradient in the backward pass; with
   the vocabulary in one block this saves a product (the tile is reused).
-  ``'mean'``/``'sum'`` use it (JAX, PyTorch).
+  ``'mean'``/``'sum'`` use it (JAX; PyTorch with one block: with several,
+  the sum of ``rows``, whose backward pass writes the gradients into the
+  tensors autograd keeps instead of holding them from the forward pass).
 - ``rows(hidden, weight, bias)``: the loss of each row, and the rows'
   statistics (maximum, rest of the sum), which its backward pass takes so
   that it only forms each tile once more. ``'none'`` uses it, and MLX for
@@ -17,8 +19,10 @@ would save every chunk's logits for the backward pass):
   one is read, so gradients computed beside the value would cost a forward
   pass without a gradient as much as one with it.
 
-JAX: ``jax.custom_vjp``; MLX: ``mx.custom_function`` with a ``vjp``; PyTorch:
-custom ops, in :mod:`anyloss._linear_torch`.
+JAX: ``jax.custom_vjp`` around a ``lax.scan`` (on the CPU the registry's
+entry, :mod:`anyloss.kernels._jax_linear`, runs the NumPy code in XLA FFI
+calls instead); MLX: ``mx.custom_function`` with a ``vjp``; PyTorch: custom
+ops, in :mod:`anyloss._linear_torch`.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ __all__ = [
     "kernels_for",
     "library",
     "numpy_stats",
+    "planned",
     "row_loss",
     "tile",
     "tile_grad",
@@ -50,11 +51,15 @@ __all__ = [
 _NS_PER_LOGIT = 1.0
 
 
-def kernels_for(be: Backend, w: Any, cw: Any) -> Any:
+def kernels_for(be: Backend, w: Any, cw: Any, rows: int) -> Any:
     """The numba kernel module where the tile kernels apply to a call with
-    the compute-dtype weight ``w`` (float32 NumPy arrays or CPU torch
-    tensors, no class weights, the kernels switched on), else None."""
-    if cw is not None or be.name not in ("numpy", "torch"):
+    the compute-dtype weight ``w`` and ``rows`` rows (float32 NumPy arrays
+    or CPU torch tensors, no class weights, logits of at least
+    :data:`~anyloss.kernels.MIN_SIZE` entries, the kernels switched on),
+    else None."""
+    from .kernels import MIN_SIZE
+
+    if cw is not None or be.name not in ("numpy", "torch") or rows * w.shape[0] < MIN_SIZE:
         return None
     if be.name == "numpy":
         if w.dtype != np.float32:
@@ -68,6 +73,23 @@ def kernels_for(be: Backend, w: Any, cw: Any) -> Any:
     if not _config.enabled():
         return None
     return _config.load() or None
+
+
+def planned(be: Backend, w: Any, cw: Any, rows: int) -> bool:
+    """Whether the tile kernels are expected to reduce the tiles of a call
+    (NumPy and CPU torch: :func:`kernels_for`; JAX on the CPU: its FFI
+    entry, :mod:`anyloss.kernels._jax_linear`, runs the NumPy code), which
+    then plans wider tiles (:func:`anyloss._linear_chunks.plan`)."""
+    if be.name != "jax":
+        return kernels_for(be, w, cw, rows) is not None
+    from .kernels import _config, _registry
+
+    return (
+        cw is None
+        and str(w.dtype) == "float32"
+        and _registry._device_type(be) == "cpu"
+        and _config.enabled()
+    )
 
 
 def _view(be: Backend, x: Any) -> np.ndarray:

@@ -88,7 +88,7 @@ def _load(library: str) -> None:
     if library == "torch":
         from . import _torch, _triton_elementwise_ops, _triton_rows_ops, _triton_softmax_ops  # noqa: F401
     elif library == "jax":
-        from . import _jax  # noqa: F401
+        from . import _jax, _jax_linear  # noqa: F401
     elif library == "mlx":
         from . import _mlx  # noqa: F401
 
