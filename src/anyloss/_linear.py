@@ -90,7 +90,7 @@ def linear_cross_entropy(
     dropped. Where a gradient is wanted (PyTorch, JAX, MLX), a second pass
     forms each tile again and multiplies its gradient into the gradients of
     ``hidden``, ``weight`` and ``bias``. Extra memory: one tile on NumPy,
-    PyTorch's CPU and JAX's CPU (1/32 of the logits, 4 to 16 MiB by
+    PyTorch's CPU and JAX's CPU (1/48 of the logits, 4 to 16 MiB by
     default), a few tiles of 4 MiB elsewhere, whatever the number of tokens.
 
     The logits are computed in float32 from float16/bfloat16 inputs (float64
@@ -122,7 +122,7 @@ def linear_cross_entropy(
             Default: ``None`` (no cap).
         chunk_size: Rows (tokens) per chunk, or ``(rows, classes)``: the size
             of a tile of logits. Default: ``None``, 1024 rows by as many
-            classes as fit in 4 MiB (at least 256), or in 1/32 of the
+            classes as fit in 4 MiB (at least 256), or in 1/48 of the
             logits up to 16 MiB where the CPU tile kernels run. One block
             for the whole vocabulary saves the second product of the
             gradient (the tile is reused) at the cost of a larger tile.

@@ -48,10 +48,13 @@ __all__ = ["Options", "Result", "plan", "run"]
 TILE_BYTES = 4 << 20
 # Where the numba tile kernels reduce the tiles (one tile alive at a time),
 # tiles of 1/WIDE_SHARE of the logits, from TILE_BYTES up to WIDE_TILE_BYTES:
-# wider blocks cost less per class (4096 x 256 -> 32000 float32 on JAX,
-# forward+backward: 1313 ms with blocks of 1000 classes, 1100 with 4000).
+# wider blocks cost less per class (4096 x 256 -> 32000 float32, NumPy
+# forward: 421 ms with blocks of 1000 classes, 362 with 2462, 355 with
+# 4000), and 1/48 leaves room within 5% of the logits for the backward
+# pass's temporaries (JAX forward+backward: 3.4% beyond the gradients,
+# 5.4% with 1/32).
 WIDE_TILE_BYTES = 16 << 20
-WIDE_SHARE = 32
+WIDE_SHARE = 48
 ROWS = 1024
 # narrowest vocabulary block (unless the vocabulary is narrower)
 MIN_BLOCK = 256
