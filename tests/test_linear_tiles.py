@@ -21,6 +21,8 @@ sqrt(K).
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -329,3 +331,31 @@ def test_torch_backward_keeps_no_gradient_copy(spy: dict) -> None:
     loss.backward()
     assert spy["linear_ce_grad32"] > 0
     assert w.grad is not None and w.grad.data_ptr() == seen[0]
+
+
+def test_torch_compile_in_a_fresh_process() -> None:
+    """``torch.compile(fullgraph=True)`` of a call the kernels take, numba not
+    yet imported: tracing plans the tiles without importing it (an import
+    under TorchDynamo breaks the graph), the custom ops load it when they
+    run."""
+    code = (
+        "import sys, torch, anyloss\n"
+        "torch.manual_seed(0)\n"
+        "h = torch.randn(64, 32, requires_grad=True)\n"
+        "w = torch.randn(2000, 32, requires_grad=True)\n"
+        "t = torch.randint(0, 2000, (64,))\n"
+        "assert 'numba' not in sys.modules\n"
+        "loss_fn = lambda h, w, t: anyloss.linear_cross_entropy(h, w, t)\n"
+        "f = torch.compile(loss_fn, fullgraph=True)\n"
+        "loss = f(h, w, t)\n"
+        "loss.backward()\n"
+        "ref = torch.nn.functional.cross_entropy(h.double() @ w.double().T, t)\n"
+        "assert abs(loss.item() - ref.item()) <= 4 * 2**-23 * abs(ref.item()), (loss, ref)\n"
+        "assert w.grad is not None and 'numba' in sys.modules\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert done.stdout.strip().endswith("ok")

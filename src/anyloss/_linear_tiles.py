@@ -51,39 +51,43 @@ __all__ = [
 _NS_PER_LOGIT = 1.0
 
 
+def _applies(be: Backend, w: Any, cw: Any, rows: int) -> bool:
+    """The conditions of :func:`kernels_for` but numba's presence."""
+    from .kernels import MIN_SIZE, _config
+
+    if cw is not None or rows * w.shape[0] < MIN_SIZE or not _config.enabled():
+        return False
+    if be.name == "numpy":
+        return bool(w.dtype == np.float32)
+    if be.name == "torch":
+        torch = sys.modules["torch"]
+        return bool(w.dtype == torch.float32 and w.device.type == "cpu")
+    return False
+
+
 def kernels_for(be: Backend, w: Any, cw: Any, rows: int) -> Any:
     """The numba kernel module where the tile kernels apply to a call with
     the compute-dtype weight ``w`` and ``rows`` rows (float32 NumPy arrays
     or CPU torch tensors, no class weights, logits of at least
     :data:`~anyloss.kernels.MIN_SIZE` entries, the kernels switched on),
-    else None."""
-    from .kernels import MIN_SIZE
-
-    if cw is not None or be.name not in ("numpy", "torch") or rows * w.shape[0] < MIN_SIZE:
-        return None
-    if be.name == "numpy":
-        if w.dtype != np.float32:
-            return None
-    else:
-        torch = sys.modules["torch"]
-        if w.dtype != torch.float32 or w.device.type != "cpu":
-            return None
+    else None. Imports numba (not for use under ``torch.compile``'s
+    tracing: the custom ops call it when they run)."""
     from .kernels import _config
 
-    if not _config.enabled():
-        return None
-    return _config.load() or None
+    return (_config.load() or None) if _applies(be, w, cw, rows) else None
 
 
 def planned(be: Backend, w: Any, cw: Any, rows: int) -> bool:
     """Whether the tile kernels are expected to reduce the tiles of a call
-    (NumPy and CPU torch: :func:`kernels_for`; JAX on the CPU: its FFI
-    entry, :mod:`anyloss.kernels._jax_linear`, runs the NumPy code), which
-    then plans wider tiles (:func:`anyloss._linear_chunks.plan`)."""
-    if be.name != "jax":
-        return kernels_for(be, w, cw, rows) is not None
+    (NumPy and CPU torch: :func:`kernels_for`'s conditions, numba installed;
+    JAX on the CPU: its FFI entry, :mod:`anyloss.kernels._jax_linear`, runs
+    the NumPy code), which then plans wider tiles
+    (:func:`anyloss._linear_chunks.plan`). Imports nothing: it runs where
+    ``torch.compile`` traces."""
     from .kernels import _config, _registry
 
+    if be.name != "jax":
+        return _applies(be, w, cw, rows) and _config.installed()
     return (
         cw is None
         and str(w.dtype) == "float32"
