@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from linear_cases import N, V, data, targets
 
 import anyloss
 from anyloss import kernels
@@ -36,7 +37,6 @@ F = torch.nn.functional
 # the FFI targets are registered for the CPU
 pytestmark = pytest.mark.cpu_only
 
-N, H, V = 37, 16, 1000
 EPS32 = float(np.finfo(np.float32).eps)
 OPTIONS = {
     "plain": {},
@@ -64,34 +64,13 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def _data(seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    t = rng.integers(0, V, N)
-    t[[2, 20]] = -100
-    return {
-        "h": rng.standard_normal((N, H)).astype(np.float32),
-        "w": (rng.standard_normal((V, H)) * 0.6).astype(np.float32),
-        "b": (rng.standard_normal(V) * 0.5).astype(np.float32),
-        "cw": rng.uniform(0.5, 2.0, V).astype(np.float32),
-        "t": t,
-        "g": rng.standard_normal(N).astype(np.float32),
-    }
-
-
-def _targets(d: dict, opts: dict) -> np.ndarray:
-    t = d["t"].copy()
-    if "ignore_index" not in opts:
-        t[t == -100] = 7
-    return t
-
-
 def _kwargs(opts: dict) -> dict[str, Any]:
     return {k: v for k, v in opts.items() if k not in ("bias", "class_weights")}
 
 
 def _anyloss(d: dict, opts: dict, reduction: str, chunk: Any) -> Any:
     """``f(h, w, b)`` of JAX arrays: the loss, weighted by ``g`` and summed for 'none'."""
-    t = jnp.asarray(_targets(d, opts))
+    t = jnp.asarray(targets(d, opts))
     cw = jnp.asarray(d["cw"]) if opts.get("class_weights") else None
 
     def f(h: Any, w: Any, b: Any) -> Any:
@@ -123,7 +102,7 @@ def _reference(d: dict, opts: dict, reduction: str) -> tuple[Any, list[np.ndarra
     x.retain_grad()
     loss = F.cross_entropy(
         x,
-        torch.as_tensor(_targets(d, opts)),
+        torch.as_tensor(targets(d, opts)),
         weight=torch.tensor(d["cw"], dtype=torch.float64) if opts.get("class_weights") else None,
         ignore_index=opts.get("ignore_index", -100),
         label_smoothing=opts.get("label_smoothing", 0.0),
@@ -162,7 +141,7 @@ def _arrays(d: dict) -> tuple[Any, Any, Any]:
 @pytest.mark.parametrize("opts", list(OPTIONS.values()), ids=list(OPTIONS))
 @pytest.mark.parametrize("reduction", ["none", "mean"])
 def test_values_and_gradients(spy: list[str], reduction: str, opts: dict, chunk: Any) -> None:
-    d = _data()
+    d = data()
     f = _anyloss(d, opts, reduction, chunk)
     value, grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))(*_arrays(d))
     jax.block_until_ready(grads)  # (the calls run asynchronously)
@@ -172,7 +151,7 @@ def test_values_and_gradients(spy: list[str], reduction: str, opts: dict, chunk:
     rows = anyloss.linear_cross_entropy(
         jnp.asarray(d["h"]),
         jnp.asarray(d["w"]),
-        jnp.asarray(_targets(d, opts)),
+        jnp.asarray(targets(d, opts)),
         jnp.asarray(d["b"]) if opts.get("bias") else None,
         reduction=reduction,
         class_weights=jnp.asarray(d["cw"]) if opts.get("class_weights") else None,
@@ -188,12 +167,12 @@ def test_values_and_gradients(spy: list[str], reduction: str, opts: dict, chunk:
 def test_generic_scan_path(spy: list[str], opts: str) -> None:
     """``kernels.generic()``: the ``lax.scan`` of the library's operations
     (what other devices run), within the same bounds, no FFI call."""
-    d = _data(1)
+    d = data(1)
     with kernels.generic():
         for reduction in ("none", "mean"):
             f = _anyloss(d, OPTIONS[opts], reduction, CHUNKS["blocks"])
             grads = jax.grad(f, argnums=(0, 1, 2))(*_arrays(d))
-            t = jnp.asarray(_targets(d, OPTIONS[opts]))
+            t = jnp.asarray(targets(d, OPTIONS[opts]))
             b = jnp.asarray(d["b"]) if OPTIONS[opts].get("bias") else None
             kw = _kwargs(OPTIONS[opts])
             rows = anyloss.linear_cross_entropy(
@@ -212,9 +191,9 @@ def test_generic_scan_path(spy: list[str], opts: str) -> None:
 def test_eager_grad_and_vmap(spy: list[str]) -> None:
     """Eager ``jax.grad`` and ``jax.vmap`` over a batch of hidden states (the
     FFI calls run once per batch item)."""
-    d = _data(2)
+    d = data(2)
     h, w, _ = _arrays(d)
-    t = jnp.asarray(_targets(d, {}))
+    t = jnp.asarray(targets(d, {}))
 
     def loss(h: Any, w: Any) -> Any:
         return anyloss.linear_cross_entropy(h, w, t, chunk_size=CHUNKS["blocks"])
@@ -233,11 +212,11 @@ def test_eager_grad_and_vmap(spy: list[str]) -> None:
 def test_bfloat16_hidden(spy: list[str]) -> None:
     """bfloat16 hidden states: widened to float32 before the call, the
     gradient of hidden comes back in bfloat16 (one rounding of it)."""
-    d = _data(3)
+    d = data(3)
     d["h"] = np.asarray(jnp.asarray(d["h"], jnp.bfloat16).astype(jnp.float32))
     h = jnp.asarray(d["h"], jnp.bfloat16)
     w = jnp.asarray(d["w"])
-    t = jnp.asarray(_targets(d, {}))
+    t = jnp.asarray(targets(d, {}))
 
     def loss(h: Any) -> Any:
         return anyloss.linear_cross_entropy(h, w, t, chunk_size=CHUNKS["blocks"])
@@ -250,7 +229,7 @@ def test_bfloat16_hidden(spy: list[str]) -> None:
 
 
 def test_deterministic(spy: list[str]) -> None:
-    d = _data(4)
+    d = data(4)
     f = jax.jit(jax.value_and_grad(_anyloss(d, {}, "mean", CHUNKS["blocks"]), argnums=(0, 1)))
     args = _arrays(d)
     first = jax.tree.map(np.asarray, f(*args))

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from linear_cases import N, V, data, targets
 
 import anyloss
 from anyloss import kernels
@@ -38,7 +39,6 @@ F = torch.nn.functional
 # numba's CPU kernels (skipped on another ANYLOSS_TEST_DEVICE)
 pytestmark = pytest.mark.cpu_only
 
-N, H, V = 37, 16, 1000  # 37000 logits: above kernels.MIN_SIZE
 EPS32 = float(np.finfo(np.float32).eps)
 CHUNKS = {"blocks-100": (8, 100), "blocks-64": (8, 64), "blocks-37": (5, 37), "one-block": 16}
 OPTIONS = {
@@ -70,26 +70,6 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return calls
 
 
-def _data(seed: int = 0, scale: float = 1.0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    t = rng.integers(0, V, N)
-    t[[2, 20]] = -100  # ignored where ignore_index is given (else: replaced below)
-    return {
-        "h": (rng.standard_normal((N, H)) * scale).astype(np.float32),
-        "w": (rng.standard_normal((V, H)) * 0.6).astype(np.float32),
-        "b": (rng.standard_normal(V) * 0.5).astype(np.float32),
-        "t": t,
-        "g": rng.standard_normal(N).astype(np.float32),
-    }
-
-
-def _targets(d: dict, opts: dict) -> np.ndarray:
-    t = d["t"].copy()
-    if "ignore_index" not in opts:
-        t[t == -100] = 7
-    return t
-
-
 def _reference(d: dict, opts: dict, reduction: str) -> Any:
     """float64 ``F.cross_entropy`` of the explicit logits, and the logits."""
     x = torch.tensor(d["h"], dtype=torch.float64) @ torch.tensor(d["w"], dtype=torch.float64).T
@@ -100,7 +80,7 @@ def _reference(d: dict, opts: dict, reduction: str) -> Any:
         x = cap * torch.tanh(x / cap)
     loss = F.cross_entropy(
         x,
-        torch.as_tensor(_targets(d, opts)),
+        torch.as_tensor(targets(d, opts)),
         ignore_index=opts.get("ignore_index", -100),
         label_smoothing=opts.get("label_smoothing", 0.0),
         reduction=reduction,
@@ -113,7 +93,7 @@ def _call(xp: Any, d: dict, opts: dict, reduction: str, chunk: Any) -> Any:
     return anyloss.linear_cross_entropy(
         xp(d["h"]),
         xp(d["w"]),
-        xp(_targets(d, opts)),
+        xp(targets(d, opts)),
         xp(d["b"]) if opts.get("bias") else None,
         reduction=reduction,
         chunk_size=chunk,
@@ -140,7 +120,7 @@ def _assert_rows(got: Any, ref: np.ndarray, scale: np.ndarray) -> None:
 @pytest.mark.parametrize("opts", list(OPTIONS.values()), ids=list(OPTIONS))
 @pytest.mark.parametrize("lib", list(LIBRARIES))
 def test_values(spy: dict, lib: str, opts: dict, chunk: Any) -> None:
-    d = _data()
+    d = data()
     out = _call(LIBRARIES[lib], d, opts, "none", chunk)
     assert spy["linear_ce_stats32"] > 0
     assert out.dtype in (np.float32, torch.float32)
@@ -155,7 +135,7 @@ def test_values(spy: dict, lib: str, opts: dict, chunk: Any) -> None:
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("lib", list(LIBRARIES))
 def test_reductions(spy: dict, lib: str, reduction: str) -> None:
-    d = _data(1)
+    d = data(1)
     opts = OPTIONS["all"]
     got = float(_numpy(_call(LIBRARIES[lib], d, opts, reduction, CHUNKS["blocks-100"])))
     ref = float(_reference(d, opts, reduction)[0])
@@ -179,7 +159,7 @@ def _grads(
     h = torch.tensor(d["h"], dtype=dtype, requires_grad=True)
     w = torch.tensor(d["w"], dtype=dtype, requires_grad=True)
     b = torch.tensor(d["b"], dtype=dtype, requires_grad=True) if opts.get("bias") else None
-    t = torch.as_tensor(_targets(d, opts))
+    t = torch.as_tensor(targets(d, opts))
     kw = {k: v for k, v in opts.items() if k != "bias"}
     if dtype == torch.float32:
         loss = anyloss.linear_cross_entropy(
@@ -218,14 +198,14 @@ def _assert_grads(got: list[np.ndarray], ref: tuple[list[np.ndarray], list[float
 @pytest.mark.parametrize("chunk", list(CHUNKS.values()), ids=list(CHUNKS))
 @pytest.mark.parametrize("opts", ["plain", "smoothing", "softcap", "all"])
 def test_torch_gradients(spy: dict, opts: str, chunk: Any, reduction: str) -> None:
-    d = _data(2)
+    d = data(2)
     got = _torch_grads(d, OPTIONS[opts], reduction, chunk, torch.float32)
     assert spy["linear_ce_grad32"] > 0
     _assert_grads(got, _grads(d, OPTIONS[opts], reduction, chunk, torch.float64))
 
 
 def test_torch_gradients_match_the_generic_path(spy: dict) -> None:
-    d = _data(3)
+    d = data(3)
     got = _torch_grads(d, OPTIONS["all"], "mean", CHUNKS["blocks-64"], torch.float32)
     assert spy["linear_ce_grad32"] > 0
     calls = dict(spy)
@@ -239,31 +219,31 @@ def test_torch_gradients_match_the_generic_path(spy: dict) -> None:
 @pytest.mark.parametrize("lib", list(LIBRARIES))
 def test_not_taken(spy: dict, lib: str) -> None:
     """Class weights and float64 keep the library's own operations."""
-    d = _data()
+    d = data()
     xp = LIBRARIES[lib]
     anyloss.linear_cross_entropy(
-        xp(d["h"]), xp(d["w"]), xp(_targets(d, {})), class_weights=xp(np.ones(V, np.float32))
+        xp(d["h"]), xp(d["w"]), xp(targets(d, {})), class_weights=xp(np.ones(V, np.float32))
     )
     anyloss.linear_cross_entropy(
-        xp(d["h"].astype(np.float64)), xp(d["w"].astype(np.float64)), xp(_targets(d, {}))
+        xp(d["h"].astype(np.float64)), xp(d["w"].astype(np.float64)), xp(targets(d, {}))
     )
     assert spy == {"linear_ce_stats32": 0, "linear_ce_grad32": 0}
 
 
 def test_small_calls_keep_the_library_code(spy: dict) -> None:
     """Logits below kernels.MIN_SIZE entries are not worth numba's import."""
-    d = _data()
+    d = data()
     rows = kernels.MIN_SIZE // V - 1
-    anyloss.linear_cross_entropy(d["h"][:rows], d["w"], _targets(d, {})[:rows])
+    anyloss.linear_cross_entropy(d["h"][:rows], d["w"], targets(d, {})[:rows])
     assert spy["linear_ce_stats32"] == 0
-    anyloss.linear_cross_entropy(d["h"], d["w"], _targets(d, {}))
+    anyloss.linear_cross_entropy(d["h"], d["w"], targets(d, {}))
     assert spy["linear_ce_stats32"] > 0
 
 
 @pytest.mark.parametrize("where", ["first", "last"])
 def test_ties_across_blocks(spy: dict, where: str) -> None:
     """The largest logit in two blocks (equal weight rows): each maximum counted once."""
-    d = _data(4)
+    d = data(4)
     a, b = (3, 250) if where == "first" else (250, 3)
     d["w"][b] = d["w"][a] = d["w"][a] * 4  # the maximum of most rows, in blocks 0 and 2
     d["t"][:10] = a
@@ -281,7 +261,7 @@ def test_ties_across_blocks(spy: dict, where: str) -> None:
 def test_minus_inf_logits(spy: dict, smoothing: float) -> None:
     """A bias of -inf masks classes (a whole first block, and scattered ones):
     they add nothing to the sum; with label smoothing the loss is inf."""
-    d = _data(5)
+    d = data(5)
     d["b"][:64] = -np.inf
     d["b"][[100, 299]] = -np.inf
     d["t"][d["t"] < 64] = 70
@@ -298,7 +278,7 @@ def test_minus_inf_logits(spy: dict, smoothing: float) -> None:
 
 def test_nan_rows(spy: dict) -> None:
     """A NaN in a row of ``hidden`` makes that row's loss NaN, no other."""
-    d = _data(6)
+    d = data(6)
     d["h"][4, 3] = np.nan
     out = _numpy(_call(np.asarray, d, {}, "none", CHUNKS["blocks-100"]))
     assert np.isnan(out[4])
@@ -311,7 +291,7 @@ def test_torch_backward_keeps_no_gradient_copy(spy: dict) -> None:
     for the backward pass but the weight itself, and ``weight.grad`` is the
     tensor the backward pass computed (not a copy of it): the gradients cost
     no memory beyond themselves."""
-    d = _data(7)
+    d = data(7)
     h = torch.tensor(d["h"], requires_grad=True)
     w = torch.tensor(d["w"], requires_grad=True)
     saved: list[tuple[int, int]] = []
@@ -322,7 +302,7 @@ def test_torch_backward_keeps_no_gradient_copy(spy: dict) -> None:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
         loss = anyloss.linear_cross_entropy(
-            h, w, torch.as_tensor(_targets(d, {})), chunk_size=CHUNKS["blocks-64"]
+            h, w, torch.as_tensor(targets(d, {})), chunk_size=CHUNKS["blocks-64"]
         )
     big = [ptr for size, ptr in saved if size >= w.numel()]
     assert big == [w.data_ptr()], saved
