@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _linear_tiles as lt
 from ._backend import Backend
 
 __all__ = ["Options", "Result", "plan", "run"]
@@ -383,8 +384,6 @@ def _step_tiles(
 ) -> tuple[Any, Any, Any, Any, Any, Any]:
     """:func:`_step` through the numba tile kernels (float32, no class
     weights): the statistics stay float64 NumPy arrays between the passes."""
-    from . import _linear_tiles as lt
-
     loss = tile = None
     buf = lt.buffer(be, h, opt)  # every tile of the chunk is written there
     if stats is None:
@@ -445,9 +444,7 @@ def run(
     zero = be.scalar(0.0, dtype)
     if coef is not None and kept is not None:
         coef = xp.where(kept, coef, zero)
-    from ._linear_tiles import kernels_for
-
-    kern = kernels_for(be, w, cw, n)
+    kern = lt.kernels_for(be, w, cw, n)
     losses, ms, rests, d_hidden = [], [], [], []
     d_weight = d_bias = None
     if coef is not None and out is not None:

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._backend import resolve
+from .._linear_autodiff import _float0_like
 from .._linear_chunks import Options, run
 from . import _config, _registry, _xla_ffi
 
@@ -160,17 +161,13 @@ def _gradients(spec: _Spec, h: Any, w: Any, b: Any, t: Any, kept: Any, cw: Any) 
 # -- autodiff ------------------------------------------------------------------------
 
 
-def _float0(x: Any) -> Any:
-    return None if x is None else np.zeros(x.shape, dtype=jax.dtypes.float0)
-
-
 def _cotangents(spec: _Spec, dh: Any, dw: Any, db: Any, t: Any, kept: Any, cw: Any) -> Any:
     return (
         dh,
         dw,
         db if spec.bias else None,
-        _float0(t),
-        _float0(kept),
+        _float0_like(t),
+        _float0_like(kept),
         None if cw is None else jnp.zeros_like(cw),
     )
 
